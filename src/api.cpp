@@ -1,0 +1,30 @@
+// The public entry points: validate, then hand the Problem to the backend that owns the tensors' device.
+#include "flashattn/attention.hpp"
+#include "cpu/backend.hpp"
+#include "validate.hpp"
+
+namespace flashattn {
+
+void forward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+             const TensorView& lse, const AttentionOptions& options) {
+  cpu::forward(detail::validate({q, k, v, out, lse}, nullptr, options));
+}
+
+void forward_varlen(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                    const TensorView& lse, const VarlenSeqlens& seqlens, const AttentionOptions& options) {
+  cpu::forward(detail::validate({q, k, v, out, lse}, &seqlens, options));
+}
+
+void backward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+              const TensorView& dout, const TensorView& lse, const TensorView& dq, const TensorView& dk,
+              const TensorView& dv, const AttentionOptions& options) {
+  cpu::backward(detail::validate({q, k, v, out, lse, &dout, &dq, &dk, &dv}, nullptr, options));
+}
+
+void backward_varlen(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                     const TensorView& dout, const TensorView& lse, const TensorView& dq, const TensorView& dk,
+                     const TensorView& dv, const VarlenSeqlens& seqlens, const AttentionOptions& options) {
+  cpu::backward(detail::validate({q, k, v, out, lse, &dout, &dq, &dk, &dv}, &seqlens, options));
+}
+
+}  // namespace flashattn

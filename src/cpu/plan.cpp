@@ -1,0 +1,87 @@
+#include "plan.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernel/mask.hpp"
+#include "tiles.hpp"
+
+namespace flashattn::cpu {
+namespace {
+
+// Backward tasks per thread to aim for: enough that dynamic scheduling evens out causal imbalance.
+constexpr std::int64_t kBackwardTasksPerThread = 4;
+// The fp32 dQ partials may take at most this much memory; fewer key chunks beyond it.
+constexpr std::int64_t kMaxDqAccumBytes = std::int64_t{1} << 30;
+
+}  // namespace
+
+int thread_count(const detail::Problem& problem) {
+  return problem.num_threads > 0 ? problem.num_threads : omp_get_max_threads();
+}
+
+ForwardPlan plan_forward(const detail::Problem& p) {
+  struct CostedTask {
+    ForwardTask task;
+    std::int64_t cost;
+  };
+  std::vector<CostedTask> costed;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const detail::SequenceSpan seq = p.sequence(b);
+    const MaskPolicy mask = MaskPolicy::of(p, seq);
+    for (std::int64_t row = 0; row < seq.seqlen_q; row += kForwardQueryTile) {
+      const std::int64_t row_end = std::min(row + kForwardQueryTile, seq.seqlen_q);
+      // Rows that see no key still need their out = 0 and lse = -inf written: count them as work too.
+      const std::int64_t cost = mask.visible_pairs(row, row_end) + (row_end - row);
+      for (std::int64_t h = 0; h < p.heads_q; ++h) costed.push_back({{b, h, row, row_end}, cost});
+    }
+  }
+  std::stable_sort(costed.begin(), costed.end(),
+                   [](const CostedTask& a, const CostedTask& b) { return a.cost > b.cost; });
+  ForwardPlan plan;
+  plan.threads = thread_count(p);
+  plan.tasks.reserve(costed.size());
+  for (const CostedTask& c : costed) plan.tasks.push_back(c.task);
+  return plan;
+}
+
+BackwardPlan plan_backward(const detail::Problem& p) {
+  BackwardPlan plan;
+  plan.threads = thread_count(p);
+  plan.heads_q = p.heads_q;
+  plan.row_base.resize(static_cast<std::size_t>(p.batch));
+  std::int64_t max_key_tiles = 0;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const detail::SequenceSpan seq = p.sequence(b);
+    plan.row_base[b] = p.varlen ? seq.q_begin : b * p.seqlen_q;
+    max_key_tiles = std::max(max_key_tiles, (seq.seqlen_k + kBackwardKeyTile - 1) / kBackwardKeyTile);
+  }
+  plan.rows_total = p.varlen ? (p.batch > 0 ? p.cu_seqlens_q[p.batch] : 0) : p.batch * p.seqlen_q;
+  plan.dq_ld = (p.head_dim + kRowPadding - 1) / kRowPadding * kRowPadding;
+
+  // Split each (batch, KV head)'s keys into chunks when there are too few of them to feed the threads.
+  const std::int64_t units = std::max<std::int64_t>(1, p.batch * p.heads_kv);
+  std::int64_t chunks = plan.threads > 1 ? (kBackwardTasksPerThread * plan.threads + units - 1) / units : 1;
+  chunks = std::clamp<std::int64_t>(chunks, 1, std::max<std::int64_t>(1, max_key_tiles));
+  const std::int64_t chunk_bytes = p.heads_q * plan.rows_total * plan.dq_ld * std::int64_t{sizeof(float)};
+  if (chunk_bytes > 0) chunks = std::clamp<std::int64_t>(kMaxDqAccumBytes / chunk_bytes, 1, chunks);
+  plan.chunks = chunks;
+
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const std::int64_t key_tiles = (p.sequence(b).seqlen_k + kBackwardKeyTile - 1) / kBackwardKeyTile;
+    const std::int64_t tiles_per_chunk = (key_tiles + chunks - 1) / std::max<std::int64_t>(1, chunks);
+    for (std::int64_t kv = 0; kv < p.heads_kv; ++kv) {
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        const std::int64_t key_begin = c * tiles_per_chunk * kBackwardKeyTile;
+        const std::int64_t key_end = std::min((c + 1) * tiles_per_chunk * kBackwardKeyTile, p.sequence(b).seqlen_k);
+        if (key_begin < key_end) plan.tasks.push_back({b, kv, key_begin, key_end, c});
+      }
+    }
+  }
+  plan.delta = FloatBuffer(static_cast<std::size_t>(p.heads_q * plan.rows_total));
+  plan.dq_accum = FloatBuffer(static_cast<std::size_t>(chunks * chunk_bytes / std::int64_t{sizeof(float)}));
+  return plan;
+}
+
+}  // namespace flashattn::cpu

@@ -1,0 +1,59 @@
+// The CPU scheduler: splits a call into independent tasks for the OpenMP threads. Built outside the
+// instruction-set translation units, so each of them only runs the tasks it is handed.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "buffer.hpp"
+#include "problem.hpp"
+
+namespace flashattn::cpu {
+
+// Query rows [row_begin, row_end) of one (batch, query head).
+struct ForwardTask {
+  std::int64_t batch;
+  std::int64_t head;
+  std::int64_t row_begin;
+  std::int64_t row_end;
+};
+
+struct ForwardPlan {
+  std::vector<ForwardTask> tasks;  // longest first, so that dynamic scheduling ends evenly
+  int threads = 1;
+};
+
+// Keys [key_begin, key_end) of one (batch, KV head), with every query head of its group: the task owns
+// dK and dV of those keys and writes its share of dQ into its own slice `chunk` of the dQ accumulator.
+struct BackwardTask {
+  std::int64_t batch;
+  std::int64_t kv_head;
+  std::int64_t key_begin;
+  std::int64_t key_end;
+  std::int64_t chunk;
+};
+
+struct BackwardPlan {
+  std::vector<BackwardTask> tasks;
+  int threads = 1;
+  // Query rows of all sequences, numbered row_base[b] + i.
+  std::vector<std::int64_t> row_base;
+  std::int64_t rows_total = 0;
+  std::int64_t heads_q = 0;
+  // delta[h * rows_total + row] = sum(dout * out) of that row (the softmax backward's D).
+  FloatBuffer delta;
+  // fp32 partial dQ: [chunk][head][row][dq_ld]; summed over chunks into dq at the end.
+  std::int64_t chunks = 1;
+  std::int64_t dq_ld = 0;
+  FloatBuffer dq_accum;
+
+  float* dq_partial(std::int64_t chunk, std::int64_t head, std::int64_t row) const {
+    return dq_accum.data() + ((chunk * heads_q + head) * rows_total + row) * dq_ld;
+  }
+};
+
+int thread_count(const detail::Problem& problem);
+ForwardPlan plan_forward(const detail::Problem& problem);
+BackwardPlan plan_backward(const detail::Problem& problem);
+
+}  // namespace flashattn::cpu
