@@ -14,6 +14,18 @@ namespace {
 constexpr std::int64_t kBackwardTasksPerThread = 4;
 // The fp32 dQ partials may take at most this much memory; fewer key chunks beyond it.
 constexpr std::int64_t kMaxDqAccumBytes = std::int64_t{1} << 30;
+// Packed K and V of a forward may take at most this much memory; beyond it tasks convert key tiles.
+constexpr std::int64_t kMaxPackedKvBytes = std::int64_t{1} << 30;
+
+std::int64_t padded(std::int64_t dim) { return (dim + kRowPadding - 1) / kRowPadding * kRowPadding; }
+
+PackedHeads allocate_packed(std::int64_t heads, std::int64_t tokens, std::int64_t dim) {
+  PackedHeads packed;
+  packed.tokens = tokens;
+  packed.ld = padded(dim);
+  packed.buffer = FloatBuffer(static_cast<std::size_t>(heads * tokens * packed.ld));
+  return packed;
+}
 
 }  // namespace
 
@@ -41,6 +53,21 @@ ForwardPlan plan_forward(const detail::Problem& p) {
                    [](const CostedTask& a, const CostedTask& b) { return a.cost > b.cost; });
   ForwardPlan plan;
   plan.threads = thread_count(p);
+  plan.key_base.resize(static_cast<std::size_t>(p.batch));
+  std::int64_t max_query_tiles = 0;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const detail::SequenceSpan seq = p.sequence(b);
+    plan.key_base[b] = p.varlen ? seq.k_begin : b * p.seqlen_k;
+    max_query_tiles = std::max(max_query_tiles, (seq.seqlen_q + kForwardQueryTile - 1) / kForwardQueryTile);
+  }
+  // Packing pays when each key is read by more than one query tile (not for decoding-like shapes).
+  const std::int64_t keys_total = p.varlen ? (p.batch > 0 ? p.cu_seqlens_k[p.batch] : 0) : p.batch * p.seqlen_k;
+  const std::int64_t packed_bytes =
+      p.heads_kv * keys_total * (padded(p.head_dim) + padded(p.head_dim_v)) * std::int64_t{sizeof(float)};
+  if (max_query_tiles * p.group_size() > 1 && packed_bytes <= kMaxPackedKvBytes) {
+    plan.k = allocate_packed(p.heads_kv, keys_total, p.head_dim);
+    plan.v = allocate_packed(p.heads_kv, keys_total, p.head_dim_v);
+  }
   plan.tasks.reserve(costed.size());
   for (const CostedTask& c : costed) plan.tasks.push_back(c.task);
   return plan;
@@ -58,7 +85,7 @@ BackwardPlan plan_backward(const detail::Problem& p) {
     max_key_tiles = std::max(max_key_tiles, (seq.seqlen_k + kBackwardKeyTile - 1) / kBackwardKeyTile);
   }
   plan.rows_total = p.varlen ? (p.batch > 0 ? p.cu_seqlens_q[p.batch] : 0) : p.batch * p.seqlen_q;
-  plan.dq_ld = (p.head_dim + kRowPadding - 1) / kRowPadding * kRowPadding;
+  plan.dq_ld = padded(p.head_dim);
 
   // Split each (batch, KV head)'s keys into chunks when there are too few of them to feed the threads.
   const std::int64_t units = std::max<std::int64_t>(1, p.batch * p.heads_kv);
@@ -79,6 +106,8 @@ BackwardPlan plan_backward(const detail::Problem& p) {
       }
     }
   }
+  plan.q = allocate_packed(p.heads_q, plan.rows_total, p.head_dim);
+  plan.dout = allocate_packed(p.heads_q, plan.rows_total, p.head_dim_v);
   plan.delta = FloatBuffer(static_cast<std::size_t>(p.heads_q * plan.rows_total));
   plan.dq_accum = FloatBuffer(static_cast<std::size_t>(chunks * chunk_bytes / std::int64_t{sizeof(float)}));
   return plan;

@@ -14,6 +14,7 @@
 #include "kernel/convert.hpp"
 #include "kernel/gemm.hpp"
 #include "kernel/mask.hpp"
+#include "kernel/pack.hpp"
 #include "kernel/score_mod.hpp"
 #include "kernel/simd.hpp"
 #include "kernel/tensor_access.hpp"
@@ -33,15 +34,12 @@ struct BackwardScratch {
   float* v_t;           // dv x kGradKeyTile
   float* dk;            // kGradKeyTile x d_pad
   float* dv;            // kGradKeyTile x dv_pad
-  float* q_rows;        // kGradQueryTile x d_pad
-  float* do_rows;       // kGradQueryTile x dv_pad
   float* probs;         // kGradQueryTile x kGradKeyTile
   float* dscores;       // kGradQueryTile x kGradKeyTile
   float* softcap_grad;  // kGradQueryTile x kGradKeyTile
 
   static std::int64_t floats(std::int64_t d_pad, std::int64_t dv_pad) {
-    return kGradKeyTile * d_pad * 3 + kGradKeyTile * dv_pad * 2 + kGradQueryTile * (d_pad + dv_pad) +
-           3 * kGradQueryTile * kGradKeyTile;
+    return kGradKeyTile * d_pad * 3 + kGradKeyTile * dv_pad * 2 + 3 * kGradQueryTile * kGradKeyTile;
   }
   static BackwardScratch carve(float* p, std::int64_t d_pad, std::int64_t dv_pad) {
     BackwardScratch s;
@@ -50,9 +48,7 @@ struct BackwardScratch {
     s.v_t = s.k_t + kGradKeyTile * d_pad;
     s.dk = s.v_t + kGradKeyTile * dv_pad;
     s.dv = s.dk + kGradKeyTile * d_pad;
-    s.q_rows = s.dv + kGradKeyTile * dv_pad;
-    s.do_rows = s.q_rows + kGradQueryTile * d_pad;
-    s.probs = s.do_rows + kGradQueryTile * dv_pad;
+    s.probs = s.dv + kGradKeyTile * dv_pad;
     s.dscores = s.probs + kGradQueryTile * kGradKeyTile;
     s.softcap_grad = s.dscores + kGradQueryTile * kGradKeyTile;
     return s;
@@ -132,27 +128,23 @@ void backward_task(const detail::Problem& p, const BackwardPlan& plan, const Bac
     const std::int64_t rows_end = mask.end_row_of_keys(key_begin + keys);
     for (std::int64_t g = 0; g < p.group_size(); ++g) {
       const std::int64_t head = task.kv_head * p.group_size() + g;
-      const auto q = head_rows<const T>(p.q, task.batch, seq.q_begin, head);
-      const auto dout = head_rows<const T>(p.dout, task.batch, seq.q_begin, head);
       const float* lse = lse_row(p, task.batch, seq.q_begin, head);
       const float* delta = plan.delta.data() + head * plan.rows_total + row_base;
       const ScoreMod mod{p.softmax_scale, p.softcap, p.alibi_slope(task.batch, head)};
       for (std::int64_t row_begin = mask.first_row_of_keys(key_begin); row_begin < rows_end;
            row_begin += kGradQueryTile) {
         const std::int64_t rows = std::min(kGradQueryTile, rows_end - row_begin);
-        for (std::int64_t r = 0; r < rows; ++r) {
-          load_row(q.row(row_begin + r), scratch.q_rows + r * d_pad, d, d_pad);
-          load_row(dout.row(row_begin + r), scratch.do_rows + r * dv_pad, dv, dv_pad);
-        }
-        gemm(rows, kGradKeyTile, d, {scratch.q_rows, d_pad, 1}, scratch.k_t, kGradKeyTile, scratch.probs,
+        const float* q_rows = plan.q.row(head, row_base + row_begin);
+        const float* do_rows = plan.dout.row(head, row_base + row_begin);
+        gemm(rows, kGradKeyTile, d, {q_rows, plan.q.ld, 1}, scratch.k_t, kGradKeyTile, scratch.probs,
              kGradKeyTile, false);
         recompute_probs(mod, mask, lse, scratch.probs, scratch.softcap_grad, row_begin, rows, key_begin, keys,
                         mask.tile_needs_mask(row_begin, row_begin + rows, key_begin, key_begin + keys));
-        gemm(keys, dv_pad, rows, {scratch.probs, 1, kGradKeyTile}, scratch.do_rows, dv_pad, scratch.dv, dv_pad, true);
-        gemm(rows, kGradKeyTile, dv, {scratch.do_rows, dv_pad, 1}, scratch.v_t, kGradKeyTile, scratch.dscores,
+        gemm(keys, dv_pad, rows, {scratch.probs, 1, kGradKeyTile}, do_rows, plan.dout.ld, scratch.dv, dv_pad, true);
+        gemm(rows, kGradKeyTile, dv, {do_rows, plan.dout.ld, 1}, scratch.v_t, kGradKeyTile, scratch.dscores,
              kGradKeyTile, false);
         score_grads(mod, scratch.probs, scratch.softcap_grad, delta, scratch.dscores, row_begin, rows);
-        gemm(keys, d_pad, rows, {scratch.dscores, 1, kGradKeyTile}, scratch.q_rows, d_pad, scratch.dk, d_pad, true);
+        gemm(keys, d_pad, rows, {scratch.dscores, 1, kGradKeyTile}, q_rows, plan.q.ld, scratch.dk, d_pad, true);
         gemm(rows, d_pad, keys, {scratch.dscores, kGradKeyTile, 1}, scratch.k_rows, d_pad,
              plan.dq_partial(task.chunk, head, row_base + row_begin), plan.dq_ld, true);
       }
@@ -216,6 +208,8 @@ void finish_backward(const detail::Problem& p, const BackwardPlan& plan) {
 template <typename T>
 void run_backward_typed(const detail::Problem& p, const BackwardPlan& plan) {
   compute_delta<T>(p, plan);
+  pack_queries<T>(p, p.q, p.head_dim, plan.row_base, plan.q, plan.threads);
+  pack_queries<T>(p, p.dout, p.head_dim_v, plan.row_base, plan.dout, plan.threads);
   const std::int64_t d_pad = round_up(p.head_dim, kLanes);
   const std::int64_t dv_pad = round_up(p.head_dim_v, kLanes);
   const std::int64_t task_count = static_cast<std::int64_t>(plan.tasks.size());

@@ -13,6 +13,7 @@
 #include "kernel/convert.hpp"
 #include "kernel/gemm.hpp"
 #include "kernel/mask.hpp"
+#include "kernel/pack.hpp"
 #include "kernel/score_mod.hpp"
 #include "kernel/simd.hpp"
 #include "kernel/tensor_access.hpp"
@@ -101,8 +102,31 @@ inline void online_softmax_t(float* scores_t, std::int64_t keys, float* row_max,
   }
 }
 
+// fp32 rows of one key tile: the packed copy when the plan made one, else converted into scratch.
+struct KeyTile {
+  const float* k;
+  std::int64_t ld_k;
+  const float* v;
+  std::int64_t ld_v;
+};
+
 template <typename T>
-void forward_task(const detail::Problem& p, const ForwardTask& task, const ForwardScratch& scratch) {
+KeyTile key_tile(const ForwardPlan& plan, const HeadRows<const T>& k, const HeadRows<const T>& v,
+                    const ForwardScratch& scratch, std::int64_t packed_key, std::int64_t kv_head,
+                    std::int64_t key_begin, std::int64_t keys, std::int64_t d, std::int64_t dv, std::int64_t dv_pad) {
+  if (!plan.k.empty()) {
+    return {plan.k.row(kv_head, packed_key), plan.k.ld, plan.v.row(kv_head, packed_key), plan.v.ld};
+  }
+  for (std::int64_t j = 0; j < keys; ++j) {
+    load_row(k.row(key_begin + j), scratch.k_rows + j * d, d, d);
+    load_row(v.row(key_begin + j), scratch.v_rows + j * dv_pad, dv, dv_pad);
+  }
+  return {scratch.k_rows, d, scratch.v_rows, dv_pad};
+}
+
+template <typename T>
+void forward_task(const detail::Problem& p, const ForwardPlan& plan, const ForwardTask& task,
+                  const ForwardScratch& scratch) {
   const detail::SequenceSpan seq = p.sequence(task.batch);
   const MaskPolicy mask = MaskPolicy::of(p, seq);
   const std::int64_t d = p.head_dim;
@@ -131,11 +155,9 @@ void forward_task(const detail::Problem& p, const ForwardTask& task, const Forwa
   const std::int64_t key_end = mask.end_key_of_rows(task.row_end);
   for (std::int64_t key_begin = mask.first_key_of_rows(row_begin); key_begin < key_end; key_begin += kKeyTile) {
     const std::int64_t keys = std::min(kKeyTile, key_end - key_begin);
-    for (std::int64_t j = 0; j < keys; ++j) {
-      load_row(k.row(key_begin + j), scratch.k_rows + j * d, d, d);
-      load_row(v.row(key_begin + j), scratch.v_rows + j * dv_pad, dv, dv_pad);
-    }
-    gemm(keys, kQueryTile, d, {scratch.k_rows, d, 1}, scratch.q_t, kQueryTile, scratch.scores_t, kQueryTile, false);
+    const KeyTile tile = key_tile<T>(plan, k, v, scratch, plan.key_base[task.batch] + key_begin, kv_head,
+                                        key_begin, keys, d, dv, dv_pad);
+    gemm(keys, kQueryTile, d, {tile.k, tile.ld_k, 1}, scratch.q_t, kQueryTile, scratch.scores_t, kQueryTile, false);
     modify_scores_t(mod, mask, scratch.scores_t, row_begin, key_begin, keys,
                     mask.tile_needs_mask(row_begin, task.row_end, key_begin, key_begin + keys));
     online_softmax_t(scratch.scores_t, keys, scratch.row_max, scratch.row_sum, scratch.rescale);
@@ -145,7 +167,7 @@ void forward_task(const detail::Problem& p, const ForwardTask& task, const Forwa
       float* o_row = scratch.o + r * dv_pad;
       for (std::int64_t c = 0; c < dv_pad; c += kLanes) store(o_row + c, load(o_row + c) * alpha);
     }
-    gemm(rows, dv_pad, keys, {scratch.scores_t, 1, kQueryTile}, scratch.v_rows, dv_pad, scratch.o, dv_pad, true);
+    gemm(rows, dv_pad, keys, {scratch.scores_t, 1, kQueryTile}, tile.v, tile.ld_v, scratch.o, dv_pad, true);
   }
 
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -164,12 +186,16 @@ template <typename T>
 void run_forward_typed(const detail::Problem& p, const ForwardPlan& plan) {
   const std::int64_t dv_pad = round_up(p.head_dim_v, kLanes);
   const std::int64_t task_count = static_cast<std::int64_t>(plan.tasks.size());
+  if (!plan.k.empty()) {
+    pack_keys<T>(p, p.k, p.head_dim, plan.key_base, plan.k, plan.threads);
+    pack_keys<T>(p, p.v, p.head_dim_v, plan.key_base, plan.v, plan.threads);
+  }
 #pragma omp parallel num_threads(plan.threads)
   {
     FloatBuffer storage(static_cast<std::size_t>(ForwardScratch::floats(p.head_dim, dv_pad)));
     const ForwardScratch scratch = ForwardScratch::carve(storage.data(), p.head_dim, dv_pad);
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t t = 0; t < task_count; ++t) forward_task<T>(p, plan.tasks[t], scratch);
+    for (std::int64_t t = 0; t < task_count; ++t) forward_task<T>(p, plan, plan.tasks[t], scratch);
   }
 }
 
