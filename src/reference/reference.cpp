@@ -23,8 +23,8 @@ constexpr int kHalfMantissaBits = 10;
 constexpr int kHalfExponentBias = 15;
 constexpr int kFloatMantissaBits = 23;
 constexpr int kFloatExponentBias = 127;
-constexpr int kHalfSubnormalExponent = -24;       // value of the lowest mantissa bit of a subnormal half
-constexpr std::uint32_t kHalfOverflowBits = 0x477ff000u;  // 65520.0f: rounds to infinity in fp16
+constexpr int kHalfSubnormalExponent = -24;                // value of the lowest mantissa bit of a subnormal half
+constexpr std::uint32_t kHalfOverflowBits = 0x477ff000u;   // 65520.0f: rounds to infinity in fp16
 constexpr std::uint32_t kHalfMinNormalBits = 0x38800000u;  // 2^-14.0f: the smallest normal fp16
 constexpr int kMantissaDropBits = kFloatMantissaBits - kHalfMantissaBits;
 constexpr std::uint32_t kBFloat16QuietNan = 0x7fc0u;
@@ -62,8 +62,8 @@ float half_bits_to_float(std::uint16_t bits) {
     magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
   } else {
     const int implicit_one = 1 << kHalfMantissaBits;
-    magnitude = std::ldexp(static_cast<float>(implicit_one + mantissa),
-                           exponent - kHalfExponentBias - kHalfMantissaBits);
+    magnitude =
+        std::ldexp(static_cast<float>(implicit_one + mantissa), exponent - kHalfExponentBias - kHalfMantissaBits);
   }
   return negative ? -magnitude : magnitude;
 }
@@ -165,7 +165,8 @@ Geometry describe(const TensorView& q, const TensorView& k, const TensorView& v,
     s.q_token = s.q_row = load_index(varlen->cu_seqlens_q, b);
     s.k_token = s.k_row = load_index(varlen->cu_seqlens_k, b);
     s.seqlen_q = load_index(varlen->cu_seqlens_q, b + 1) - s.q_token;
-    s.seqlen_k = varlen->seqused_k ? load_index(*varlen->seqused_k, b) : load_index(varlen->cu_seqlens_k, b + 1) - s.k_token;
+    s.seqlen_k =
+        varlen->seqused_k ? load_index(*varlen->seqused_k, b) : load_index(varlen->cu_seqlens_k, b + 1) - s.k_token;
     g.spans.push_back(s);
   }
   return g;
@@ -210,7 +211,8 @@ RowSetup<Real> row_setup(const AttentionOptions& options, const Geometry& g, con
   r.softcap = static_cast<Real>(options.softcap);
   if (options.alibi_slopes) {
     const TensorView& slopes = *options.alibi_slopes;
-    const std::int64_t offset = slopes.rank == 1 ? h * slopes.strides[0] : s.b * slopes.strides[0] + h * slopes.strides[1];
+    const std::int64_t offset =
+        slopes.rank == 1 ? h * slopes.strides[0] : s.b * slopes.strides[0] + h * slopes.strides[1];
     r.alibi_slope = static_cast<Real>(static_cast<const float*>(slopes.data)[offset]);
   }
   r.alignment = options.causal_alignment;

@@ -32,8 +32,8 @@ struct BackwardResult {
 
 // Inputs are read through the views (any strides, any dtype the API accepts); they must be on the CPU.
 // `varlen` is null for batched layouts.
-ForwardResult forward(const TensorView& q, const TensorView& k, const TensorView& v,
-                      const AttentionOptions& options, const VarlenSeqlens* varlen, Precision precision);
+ForwardResult forward(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionOptions& options,
+                      const VarlenSeqlens* varlen, Precision precision);
 
 BackwardResult backward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& dout,
                         const AttentionOptions& options, const VarlenSeqlens* varlen, Precision precision);

@@ -56,15 +56,14 @@ struct ForwardScratch {
   }
 };
 
-// Scores of one key tile -> log2-domain scores with the mask applied, in place.
+// Scores of one key tile -> log2-domain scores with the mask applied, in place. Without softcap and
+// ALiBi the queries were pre-multiplied by scale * log2(e), so unmasked tiles need no pass at all.
 inline void modify_scores_t(const ScoreMod& mod, const MaskPolicy& mask, float* scores_t, std::int64_t row_begin,
                             std::int64_t key_begin, std::int64_t keys, bool needs_mask) {
+  const bool prescaled = mod.plain();
+  if (prescaled && !needs_mask) return;
   for (std::int64_t j = 0; j < keys; ++j) {
     float* s = scores_t + j * kQueryTile;
-    if (!needs_mask && mod.plain()) {
-      for (std::int64_t t = 0; t < kQueryTile; t += kLanes) store(s + t, mod.apply_plain(load(s + t)));
-      continue;
-    }
     const std::int64_t key = key_begin + j;
     const int visible_begin = static_cast<int>(std::clamp<std::int64_t>(mask.first_row(key) - row_begin, 0, kQueryTile));
     const int visible_end = static_cast<int>(std::clamp<std::int64_t>(mask.end_row(key) - row_begin, 0, kQueryTile));
@@ -72,8 +71,10 @@ inline void modify_scores_t(const ScoreMod& mod, const MaskPolicy& mask, float* 
     const float distance = static_cast<float>(mask.diagonal(row_begin) - key);
     for (std::int64_t t = 0; t < kQueryTile; t += kLanes) {
       const int lane0 = static_cast<int>(t);
-      store(s + t, mod.apply(load(s + t), visible_begin - lane0, visible_end - lane0,
-                             distance + static_cast<float>(t), 1.0f, nullptr));
+      const VecF x = load(s + t);
+      store(s + t, prescaled ? ScoreMod::mask_only(x, visible_begin - lane0, visible_end - lane0)
+                             : mod.apply(x, visible_begin - lane0, visible_end - lane0,
+                                         distance + static_cast<float>(t), 1.0f, nullptr));
     }
   }
 }
@@ -142,11 +143,13 @@ void forward_task(const detail::Problem& p, const ForwardPlan& plan, const Forwa
   float* lse = lse_row(p, task.batch, seq.q_begin, task.head);
   const ScoreMod mod{p.softmax_scale, p.softcap, p.alibi_slope(task.batch, task.head)};
 
-  // Q^T, zero beyond the task's rows so that the padded lanes stay finite.
+  // Q^T, zero beyond the task's rows so that the padded lanes stay finite; pre-scaled when that is all
+  // the score modification there is (modify_scores_t).
+  const float q_scale = mod.plain() ? p.softmax_scale * kLog2e : 1.0f;
   std::fill(scratch.q_t, scratch.q_t + d * kQueryTile, 0.0f);
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* q_row = q.row(row_begin + r);
-    for (std::int64_t c = 0; c < d; ++c) scratch.q_t[c * kQueryTile + r] = to_float(q_row[c]);
+    for (std::int64_t c = 0; c < d; ++c) scratch.q_t[c * kQueryTile + r] = to_float(q_row[c]) * q_scale;
   }
   std::fill(scratch.o, scratch.o + kQueryTile * dv_pad, 0.0f);
   std::fill(scratch.row_max, scratch.row_max + kQueryTile, kNegInf);

@@ -45,6 +45,12 @@ struct ScoreMod {
 
   // The common case: no softcap, no ALiBi, every lane visible.
   VecF apply_plain(VecF dots) const { return dots * (scale * kLog2e); }
+
+  // Only the mask, for scores that already are log2-domain (queries pre-multiplied by scale * log2(e)).
+  static VecF mask_only(VecF scores, int visible_begin, int visible_end) {
+    const VecI lane = lane_index();
+    return (lane >= visible_begin) & (lane < visible_end) ? scores : splat(kNegInf);
+  }
 };
 
 }  // namespace

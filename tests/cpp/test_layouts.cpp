@@ -1,0 +1,145 @@
+// Memory layouts (padded, packed q/k/v, transposed storage), thread counts, bitwise determinism, and the
+// instruction set the CPU kernels run with (ctest runs the grids again for each, see tests/CMakeLists.txt).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "test_case.hpp"
+
+namespace flashattn::test {
+namespace {
+
+constexpr DType kDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16};
+
+void set_heavy_options(Config& c) {
+  c.causal = true;
+  c.softcap = 2.0f;
+  c.alibi = Alibi::kPerBatch;
+}
+
+std::vector<Config> layout_grid() {
+  std::vector<Config> configs;
+  for (Layout layout : {Layout::kPadded, Layout::kPacked, Layout::kTransposed}) {
+    for (DType dtype : kDTypes) {
+      for (bool heavy : {false, true}) {
+        Config batched;
+        batched.dtype = dtype;
+        batched.layout = layout;
+        batched.batch = 2;
+        batched.seqlen_q = 29;
+        batched.seqlen_k = 29;  // packed q/k/v needs as many queries as keys
+        batched.heads_q = 4;
+        batched.heads_kv = 2;
+        batched.head_dim = 32;
+        batched.head_dim_v = heavy ? 64 : 32;
+        if (heavy) set_heavy_options(batched);
+        configs.push_back(batched);
+
+        Config varlen = batched;
+        varlen.sequences = {{5, 9}, {9, 5}, {0, 0}, {13, 13}};  // 27 query and 27 key tokens
+        varlen.varlen_label = "layout";
+        varlen.trailing_tokens = 2;
+        configs.push_back(varlen);
+      }
+    }
+  }
+  return configs;
+}
+
+std::vector<Config> thread_grid() {
+  std::vector<Config> configs;
+  for (int threads : {1, 2}) {
+    Config a;
+    a.num_threads = threads;
+    a.batch = 2;
+    a.seqlen_q = 113;
+    a.seqlen_k = 113;
+    a.heads_q = 4;
+    a.heads_kv = 1;
+    a.head_dim = 64;
+    a.head_dim_v = 64;
+    a.causal = true;
+    configs.push_back(a);
+
+    Config b = a;
+    b.dtype = DType::kBFloat16;
+    b.batch = 3;
+    b.seqlen_q = 65;
+    b.seqlen_k = 130;
+    b.causal = false;
+    b.window_left = 20;
+    b.window_right = 5;
+    b.alibi = Alibi::kPerBatch;
+    configs.push_back(b);
+
+    Config c = a;
+    c.dtype = DType::kFloat16;
+    c.sequences = {{40, 70}, {0, 3}, {1, 1}, {90, 60}};
+    c.seqused_k = {50, 3, 0, 60};
+    c.varlen_label = "threads";
+    c.softcap = 1.5f;
+    configs.push_back(c);
+  }
+  return configs;
+}
+
+class Layouts : public testing::TestWithParam<Config> {};
+TEST_P(Layouts, MatchReference) { run_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(Grid, Layouts, testing::ValuesIn(layout_grid()), ConfigName());
+
+class Threads : public testing::TestWithParam<Config> {};
+TEST_P(Threads, MatchReference) { run_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(Grid, Threads, testing::ValuesIn(thread_grid()), ConfigName());
+
+// The CPU backend promises bitwise reproducible results: the same call twice gives the same bits.
+class Determinism : public testing::TestWithParam<Config> {};
+
+TEST_P(Determinism, SameInputsGiveSameBits) {
+  const Instance c = make_instance(GetParam());
+  const std::vector<const Tensor*> outputs = {&c.out, &c.lse, &c.dq, &c.dk, &c.dv};
+  std::vector<std::vector<std::uint64_t>> first;
+  for (int run = 0; run < 2; ++run) {
+    for (const Tensor* t : outputs) poison(*t->storage);
+    call_forward(c);
+    call_backward(c);
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      if (run == 0) {
+        first.push_back(bits_of(*outputs[i]));
+      } else {
+        EXPECT_EQ(bits_of(*outputs[i]), first[i]) << "output " << i << " (out, lse, dq, dk, dv) changed";
+      }
+    }
+  }
+}
+
+std::vector<Config> determinism_grid() {
+  std::vector<Config> configs = thread_grid();
+  Config gqa;
+  gqa.dtype = DType::kFloat16;
+  gqa.seqlen_q = 77;
+  gqa.seqlen_k = 77;
+  gqa.heads_q = 8;
+  gqa.heads_kv = 1;
+  gqa.softcap = 3.0f;
+  gqa.window_left = 16;
+  configs.push_back(gqa);
+  return configs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, Determinism, testing::ValuesIn(determinism_grid()), ConfigName());
+
+// FLASHATTN_CPU_ISA picks the kernels; a machine without the requested instruction set falls back to the
+// generic ones. Either way the grids must have run with the kernels the name says, or no ISA was asked for.
+TEST(CpuIsa, HonoursRequest) {
+  const std::string isa = build_info().cpu_isa;
+  std::cout << "CPU kernels: " << isa << "\n";
+  const char* requested = std::getenv("FLASHATTN_CPU_ISA");
+  if (requested == nullptr) GTEST_SKIP() << "FLASHATTN_CPU_ISA is not set; the kernels are " << isa;
+  EXPECT_TRUE(isa == requested || isa == "generic") << "asked for " << requested << ", got " << isa;
+}
+
+}  // namespace
+}  // namespace flashattn::test
