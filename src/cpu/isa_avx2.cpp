@@ -8,6 +8,6 @@
 
 namespace flashattn::cpu {
 
-const KernelSet kAvx2Kernels = {"avx2", &run_forward, &run_backward};
+const KernelSet kAvx2Kernels = {"avx2", false, &run_forward, &run_backward};
 
 }  // namespace flashattn::cpu

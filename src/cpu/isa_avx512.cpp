@@ -8,6 +8,6 @@
 
 namespace flashattn::cpu {
 
-const KernelSet kAvx512Kernels = {"avx512", &run_forward, &run_backward};
+const KernelSet kAvx512Kernels = {"avx512", false, &run_forward, &run_backward};
 
 }  // namespace flashattn::cpu

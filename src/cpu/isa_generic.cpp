@@ -8,6 +8,6 @@
 
 namespace flashattn::cpu {
 
-const KernelSet kGenericKernels = {"generic", &run_forward, &run_backward};
+const KernelSet kGenericKernels = {"generic", false, &run_forward, &run_backward};
 
 }  // namespace flashattn::cpu

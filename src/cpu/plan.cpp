@@ -33,7 +33,7 @@ int thread_count(const detail::Problem& problem) {
   return problem.num_threads > 0 ? problem.num_threads : omp_get_max_threads();
 }
 
-ForwardPlan plan_forward(const detail::Problem& p) {
+ForwardPlan plan_forward(const detail::Problem& p, bool vnni) {
   struct CostedTask {
     ForwardTask task;
     std::int64_t cost;
@@ -64,7 +64,13 @@ ForwardPlan plan_forward(const detail::Problem& p) {
   const std::int64_t keys_total = p.varlen ? (p.batch > 0 ? p.cu_seqlens_k[p.batch] : 0) : p.batch * p.seqlen_k;
   const std::int64_t packed_bytes =
       p.heads_kv * keys_total * (padded(p.head_dim) + padded(p.head_dim_v)) * std::int64_t{sizeof(float)};
-  if (max_query_tiles * p.group_size() > 1 && packed_bytes <= kMaxPackedKvBytes) {
+  if (vnni) {
+    plan.vnni_key_base.resize(static_cast<std::size_t>(p.batch));
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      plan.vnni_key_base[b] = plan.vnni_keys;
+      plan.vnni_keys += (p.sequence(b).seqlen_k + kAmxKeyTile - 1) / kAmxKeyTile * kAmxKeyTile;
+    }
+  } else if (max_query_tiles * p.group_size() > 1 && packed_bytes <= kMaxPackedKvBytes) {
     plan.k = allocate_packed(p.heads_kv, keys_total, p.head_dim);
     plan.v = allocate_packed(p.heads_kv, keys_total, p.head_dim_v);
   }

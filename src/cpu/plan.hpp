@@ -37,6 +37,10 @@ struct ForwardPlan {
   std::vector<std::int64_t> key_base;
   // K and V packed once when several query tiles read them (else each task converts its key tiles).
   PackedHeads k, v;
+  // For the AMX kernel, which repacks K and V itself: each sequence's keys start at vnni_key_base[b], a
+  // multiple of kAmxKeyTile, and vnni_keys keys are laid out per head.
+  std::vector<std::int64_t> vnni_key_base;
+  std::int64_t vnni_keys = 0;
 };
 
 // Keys [key_begin, key_end) of one (batch, KV head), with every query head of its group: the task owns
@@ -71,7 +75,8 @@ struct BackwardPlan {
 };
 
 int thread_count(const detail::Problem& problem);
-ForwardPlan plan_forward(const detail::Problem& problem);
+// `vnni`: the kernels repack K and V for AMX tiles (bf16 on AMX machines) instead of into fp32 rows.
+ForwardPlan plan_forward(const detail::Problem& problem, bool vnni);
 BackwardPlan plan_backward(const detail::Problem& problem);
 
 }  // namespace flashattn::cpu

@@ -10,6 +10,9 @@ namespace flashattn::cpu {
 // lane count).
 inline constexpr std::int64_t kForwardQueryTile = 64;
 inline constexpr std::int64_t kForwardKeyTile = 64;
+// AMX bf16 forward: key tile of the row-major score tile; each sequence's keys are repacked from a multiple
+// of it (kernel/forward_amx.hpp).
+inline constexpr std::int64_t kAmxKeyTile = 128;
 // Backward: a key tile's K^T, V^T and dK, dV accumulators stay resident while the query tiles stream.
 inline constexpr std::int64_t kBackwardQueryTile = 64;
 inline constexpr std::int64_t kBackwardKeyTile = 64;

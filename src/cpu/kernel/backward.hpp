@@ -113,8 +113,8 @@ void backward_task(const detail::Problem& p, const BackwardPlan& plan, const Bac
 
   for (std::int64_t key_begin = task.key_begin; key_begin < task.key_end; key_begin += kGradKeyTile) {
     const std::int64_t keys = std::min(kGradKeyTile, task.key_end - key_begin);
-    std::fill(scratch.k_t, scratch.k_t + d * kGradKeyTile, 0.0f);
-    std::fill(scratch.v_t, scratch.v_t + dv * kGradKeyTile, 0.0f);
+    fill(scratch.k_t, d * kGradKeyTile, 0.0f);
+    fill(scratch.v_t, dv * kGradKeyTile, 0.0f);
     for (std::int64_t j = 0; j < keys; ++j) {
       float* k_row = scratch.k_rows + j * d_pad;
       load_row(k.row(key_begin + j), k_row, d, d_pad);
@@ -122,8 +122,8 @@ void backward_task(const detail::Problem& p, const BackwardPlan& plan, const Bac
       const T* v_row = v.row(key_begin + j);
       for (std::int64_t c = 0; c < dv; ++c) scratch.v_t[c * kGradKeyTile + j] = to_float(v_row[c]);
     }
-    std::fill(scratch.dk, scratch.dk + keys * d_pad, 0.0f);
-    std::fill(scratch.dv, scratch.dv + keys * dv_pad, 0.0f);
+    fill(scratch.dk, keys * d_pad, 0.0f);
+    fill(scratch.dv, keys * dv_pad, 0.0f);
 
     const std::int64_t rows_end = mask.end_row_of_keys(key_begin + keys);
     for (std::int64_t g = 0; g < p.group_size(); ++g) {

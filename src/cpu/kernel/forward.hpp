@@ -146,14 +146,14 @@ void forward_task(const detail::Problem& p, const ForwardPlan& plan, const Forwa
   // Q^T, zero beyond the task's rows so that the padded lanes stay finite; pre-scaled when that is all
   // the score modification there is (modify_scores_t).
   const float q_scale = mod.plain() ? p.softmax_scale * kLog2e : 1.0f;
-  std::fill(scratch.q_t, scratch.q_t + d * kQueryTile, 0.0f);
+  fill(scratch.q_t, d * kQueryTile, 0.0f);
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* q_row = q.row(row_begin + r);
     for (std::int64_t c = 0; c < d; ++c) scratch.q_t[c * kQueryTile + r] = to_float(q_row[c]) * q_scale;
   }
-  std::fill(scratch.o, scratch.o + kQueryTile * dv_pad, 0.0f);
-  std::fill(scratch.row_max, scratch.row_max + kQueryTile, kNegInf);
-  std::fill(scratch.row_sum, scratch.row_sum + kQueryTile, 0.0f);
+  fill(scratch.o, kQueryTile * dv_pad, 0.0f);
+  fill(scratch.row_max, kQueryTile, kNegInf);
+  fill(scratch.row_sum, kQueryTile, 0.0f);
 
   const std::int64_t key_end = mask.end_key_of_rows(task.row_end);
   for (std::int64_t key_begin = mask.first_key_of_rows(row_begin); key_begin < key_end; key_begin += kKeyTile) {

@@ -33,6 +33,12 @@ inline void store(float* p, VecF v) { std::memcpy(p, &v, sizeof v); }
 // this one compiles to a broadcast load (checked in the disassembly of the AVX-512 micro-tile).
 inline VecF splat(float x) { return __builtin_shuffle(VecF{x}, VecI{}); }
 
+// A local loop rather than std::fill: a standard template instantiated here would be compiled for this
+// translation unit's instruction set and could be merged with (and called from) another one's copy.
+inline void fill(float* dst, std::int64_t count, float value) {
+  for (std::int64_t i = 0; i < count; ++i) dst[i] = value;
+}
+
 inline VecF vmax(VecF a, VecF b) { return a > b ? a : b; }
 
 inline float reduce_max(VecF v) {

@@ -1,0 +1,304 @@
+// bf16 forward on AMX tiles. Same algorithm and task split as kernel/forward.hpp, but the two products run
+// as bf16 tile dot products with fp32 accumulation, and the score tile is row-major (queries x keys):
+//   S = Q K^T   (A: Q rows, B: K in the VNNI layout)      P = exp2(S - m) rounded to bf16
+//   O = O * alpha + P V   (A: P rows, B: V in the VNNI layout), O kept in memory as fp32
+// K and V are repacked once per call into the tile-operand layouts below, each sequence starting at a
+// multiple of the key tile so that no tile straddles two sequences. Tile registers: 0-3 accumulators of a
+// 32 x 32 output block, 4-5 the A operands of its two row halves, 6-7 the B operands of its column halves.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "kernel/amx_tiles.hpp"
+#include "kernel/convert.hpp"
+#include "kernel/entry.hpp"
+#include "kernel/mask.hpp"
+#include "kernel/score_mod.hpp"
+#include "kernel/simd.hpp"
+#include "kernel/tensor_access.hpp"
+#include "plan.hpp"
+#include "tiles.hpp"
+
+namespace flashattn::cpu {
+namespace {
+
+static_assert(kLanes == amx::kFloatsPerRow, "the AMX kernel runs with 16-float vectors (AVX-512)");
+
+inline constexpr std::int64_t kAmxQueryTile = kForwardQueryTile;  // the plan's tasks
+inline constexpr std::int64_t kBlock = 2 * amx::kTileRows;  // 32: one 2 x 2 block of tiles
+static_assert(kAmxQueryTile % kBlock == 0 && kAmxKeyTile % kBlock == 0, "tiles come in 2 x 2 blocks");
+
+inline std::int64_t round_up_block(std::int64_t x) { return round_up(x, kBlock); }
+
+// K as the B operand of S = Q K^T: for each KV head and each run of 16 keys, `pairs` rows of 16 keys x 2
+// channels, i.e. B[pair][key] = (k[key][2 pair], k[key][2 pair + 1]); one 16-pair slice is one 1 KiB tile.
+// V as the B operand of O += P V: for each run of 32 keys (16 key pairs) and each run of 16 channels,
+// 16 rows of 16 channels x 2 keys, B[key pair][c] = (v[2 kp][c], v[2 kp + 1][c]): again one tile.
+struct VnniKv {
+  FloatBuffer storage;
+  const std::int64_t* key_base = nullptr;  // packed key index of each sequence's key 0 (ForwardPlan)
+  std::int64_t keys = 0;                   // packed keys per head
+  std::int64_t pairs = 0;              // channel pairs of K (head_dim rounded up to 32, halved)
+  std::int64_t v_blocks = 0;           // 16-channel blocks of V (head_dim_v rounded up to 32)
+  std::uint16_t* k = nullptr;
+  std::uint16_t* v = nullptr;
+
+  const std::uint16_t* k_tile(std::int64_t head, std::int64_t key, std::int64_t pair) const {
+    return k + ((head * (keys / amx::kTileRows) + key / amx::kTileRows) * pairs + pair) * amx::kBf16PerRow;
+  }
+  const std::uint16_t* v_tile(std::int64_t head, std::int64_t key, std::int64_t channel) const {
+    const std::int64_t tile_elems = amx::kTileRows * amx::kBf16PerRow;
+    return v + ((head * (keys / kBlock) + key / kBlock) * v_blocks + channel / amx::kFloatsPerRow) * tile_elems;
+  }
+};
+
+inline VnniKv pack_vnni(const detail::Problem& p, const ForwardPlan& plan) {
+  const int threads = plan.threads;
+  VnniKv packed;
+  packed.key_base = plan.vnni_key_base.data();
+  packed.keys = plan.vnni_keys;
+  packed.pairs = round_up_block(p.head_dim) / 2;
+  packed.v_blocks = round_up_block(p.head_dim_v) / amx::kFloatsPerRow;
+  const std::int64_t k_elems = p.heads_kv * packed.keys * packed.pairs * 2;
+  const std::int64_t v_elems = p.heads_kv * packed.keys * packed.v_blocks * amx::kFloatsPerRow;
+  packed.storage = FloatBuffer(static_cast<std::size_t>((k_elems + v_elems + 1) / 2));
+  packed.k = reinterpret_cast<std::uint16_t*>(packed.storage.data());
+  packed.v = packed.k + k_elems;
+  std::memset(packed.k, 0, sizeof(std::uint16_t) * static_cast<std::size_t>(k_elems + v_elems));
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    for (std::int64_t h = 0; h < p.heads_kv; ++h) {
+      const detail::SequenceSpan seq = p.sequence(b);
+      const auto k = head_rows<const BFloat16>(p.k, b, seq.k_begin, h);
+      const auto v = head_rows<const BFloat16>(p.v, b, seq.k_begin, h);
+      for (std::int64_t j = 0; j < seq.seqlen_k; ++j) {
+        const std::int64_t key = packed.key_base[b] + j;
+        std::uint16_t* k_dst = const_cast<std::uint16_t*>(packed.k_tile(h, key, 0)) + (key % amx::kTileRows) * 2;
+        for (std::int64_t c = 0; c < p.head_dim; ++c) k_dst[(c / 2) * amx::kBf16PerRow + c % 2] = k.row(j)[c].bits;
+        for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+          std::uint16_t* v_dst = const_cast<std::uint16_t*>(packed.v_tile(h, key, c));
+          v_dst[((key % kBlock) / 2) * amx::kBf16PerRow + (c % amx::kFloatsPerRow) * 2 + key % 2] = v.row(j)[c].bits;
+        }
+      }
+    }
+  }
+  return packed;
+}
+
+struct AmxScratch {
+  std::uint16_t* q;  // kAmxQueryTile x d32 (bf16)
+  float* s;          // kAmxQueryTile x kAmxKeyTile
+  std::uint16_t* p;  // kAmxQueryTile x kAmxKeyTile (bf16)
+  float* o;          // kAmxQueryTile x dv32
+  float* row_max;    // kAmxQueryTile, log2 domain
+  float* row_sum;    // kAmxQueryTile
+
+  static std::int64_t floats(std::int64_t d32, std::int64_t dv32) {
+    return kAmxQueryTile * d32 / 2 + kAmxQueryTile * kAmxKeyTile * 3 / 2 + kAmxQueryTile * dv32 + 2 * kAmxQueryTile;
+  }
+  static AmxScratch carve(float* base, std::int64_t d32, std::int64_t dv32) {
+    AmxScratch s;
+    s.s = base;
+    s.o = s.s + kAmxQueryTile * kAmxKeyTile;
+    s.row_max = s.o + kAmxQueryTile * dv32;
+    s.row_sum = s.row_max + kAmxQueryTile;
+    s.q = reinterpret_cast<std::uint16_t*>(s.row_sum + kAmxQueryTile);
+    s.p = s.q + kAmxQueryTile * d32;
+    return s;
+  }
+};
+
+// S[32 x 32 block at (row0, col0)] = Q[row0 .. +32] K^T over all channel pairs.
+inline void score_block(const AmxScratch& scratch, const VnniKv& kv, std::int64_t kv_head, std::int64_t d32,
+                        std::int64_t row0, std::int64_t key0, std::int64_t col0) {
+  amx::zero<0>();
+  amx::zero<1>();
+  amx::zero<2>();
+  amx::zero<3>();
+  const std::int64_t q_stride = d32 * 2;
+  for (std::int64_t c = 0; c < d32; c += amx::kBf16PerRow) {
+    amx::load<4>(scratch.q + row0 * d32 + c, q_stride);
+    amx::load<5>(scratch.q + (row0 + amx::kTileRows) * d32 + c, q_stride);
+    amx::load<6>(kv.k_tile(kv_head, key0 + col0, c / 2), amx::kTileRowBytes);
+    amx::load<7>(kv.k_tile(kv_head, key0 + col0 + amx::kTileRows, c / 2), amx::kTileRowBytes);
+    amx::dot_bf16<0, 4, 6>();
+    amx::dot_bf16<1, 4, 7>();
+    amx::dot_bf16<2, 5, 6>();
+    amx::dot_bf16<3, 5, 7>();
+  }
+  const std::int64_t s_stride = kAmxKeyTile * 4;
+  float* s = scratch.s + row0 * kAmxKeyTile + col0;
+  amx::store<0>(s, s_stride);
+  amx::store<1>(s + amx::kTileRows, s_stride);
+  amx::store<2>(s + amx::kTileRows * kAmxKeyTile, s_stride);
+  amx::store<3>(s + amx::kTileRows * kAmxKeyTile + amx::kTileRows, s_stride);
+}
+
+// O[32 x 32 block at (row0, channel0)] += P[row0 .. +32][0 .. keys32] V.
+inline void output_block(const AmxScratch& scratch, const VnniKv& kv, std::int64_t kv_head, std::int64_t dv32,
+                         std::int64_t row0, std::int64_t key0, std::int64_t keys32, std::int64_t channel0) {
+  const std::int64_t o_stride = dv32 * 4;
+  float* o = scratch.o + row0 * dv32 + channel0;
+  amx::load<0>(o, o_stride);
+  amx::load<1>(o + amx::kTileRows, o_stride);
+  amx::load<2>(o + amx::kTileRows * dv32, o_stride);
+  amx::load<3>(o + amx::kTileRows * dv32 + amx::kTileRows, o_stride);
+  const std::int64_t p_stride = kAmxKeyTile * 2;
+  for (std::int64_t j = 0; j < keys32; j += kBlock) {
+    amx::load<4>(scratch.p + row0 * kAmxKeyTile + j, p_stride);
+    amx::load<5>(scratch.p + (row0 + amx::kTileRows) * kAmxKeyTile + j, p_stride);
+    amx::load<6>(kv.v_tile(kv_head, key0 + j, channel0), amx::kTileRowBytes);
+    amx::load<7>(kv.v_tile(kv_head, key0 + j, channel0 + amx::kTileRows), amx::kTileRowBytes);
+    amx::dot_bf16<0, 4, 6>();
+    amx::dot_bf16<1, 4, 7>();
+    amx::dot_bf16<2, 5, 6>();
+    amx::dot_bf16<3, 5, 7>();
+  }
+  amx::store<0>(o, o_stride);
+  amx::store<1>(o + amx::kTileRows, o_stride);
+  amx::store<2>(o + amx::kTileRows * dv32, o_stride);
+  amx::store<3>(o + amx::kTileRows * dv32 + amx::kTileRows, o_stride);
+}
+
+// Probabilities rounded to bf16 (nearest even; they lie in [0, 1], so no NaN or overflow to handle).
+inline void store_bf16(std::uint16_t* dst, VecF x) {
+  VecI bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits += 0x7fff + ((bits >> 16) & 1);
+  for (int t = 0; t < kLanes; ++t) dst[t] = static_cast<std::uint16_t>(static_cast<std::uint32_t>(bits[t]) >> 16);
+}
+
+// Online softmax of the row-major tile, keys [0, keys32) of which [0, keys) exist: S -> P (bf16), running
+// max and sum updated, the output rows rescaled.
+inline void online_softmax_rows(const AmxScratch& scratch, const ScoreMod& mod, const MaskPolicy& mask,
+                                std::int64_t row_begin, std::int64_t rows, std::int64_t key_begin,
+                                std::int64_t keys, std::int64_t keys32, std::int64_t dv32, bool needs_mask) {
+  const bool fast = !needs_mask && mod.plain() && keys == keys32;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t row = row_begin + r;
+    float* s = scratch.s + r * kAmxKeyTile;
+    VecF tile_max = splat(kNegInf);
+    if (fast) {
+      for (std::int64_t t = 0; t < keys32; t += kLanes) {
+        const VecF x = mod.apply_plain(load(s + t));
+        store(s + t, x);
+        tile_max = vmax(tile_max, x);
+      }
+    } else {
+      const int visible_begin = static_cast<int>(std::clamp<std::int64_t>(mask.first_key(row) - key_begin, 0, keys));
+      const int visible_end = static_cast<int>(std::clamp<std::int64_t>(mask.end_key(row) - key_begin, 0, keys));
+      const float distance = static_cast<float>(mask.diagonal(row) - key_begin);
+      for (std::int64_t t = 0; t < keys32; t += kLanes) {
+        const int lane0 = static_cast<int>(t);
+        const VecF x = mod.apply(load(s + t), visible_begin - lane0, visible_end - lane0,
+                                 distance - static_cast<float>(t), -1.0f, nullptr);
+        store(s + t, x);
+        tile_max = vmax(tile_max, x);
+      }
+    }
+    const float old_max = scratch.row_max[r];
+    const float new_max = std::max(old_max, reduce_max(tile_max));
+    // A row that has seen only masked keys keeps max -inf; subtracting 0 keeps exp2 at 0 instead of NaN.
+    const float base = new_max == kNegInf ? 0.0f : new_max;
+    VecF sum{};
+    for (std::int64_t t = 0; t < keys32; t += kLanes) {
+      const VecF prob = exp2(load(s + t) - base);
+      sum += prob;
+      store_bf16(scratch.p + r * kAmxKeyTile + t, prob);
+    }
+    const float alpha = exp2(splat(old_max - base))[0];
+    scratch.row_sum[r] = scratch.row_sum[r] * alpha + reduce_sum(sum);
+    scratch.row_max[r] = new_max;
+    if (alpha != 1.0f) {
+      float* o_row = scratch.o + r * dv32;
+      for (std::int64_t c = 0; c < dv32; c += kLanes) store(o_row + c, load(o_row + c) * alpha);
+    }
+  }
+}
+
+inline void forward_task_amx(const detail::Problem& p, const VnniKv& kv, const ForwardTask& task,
+                             const AmxScratch& scratch) {
+  const detail::SequenceSpan seq = p.sequence(task.batch);
+  const MaskPolicy mask = MaskPolicy::of(p, seq);
+  const std::int64_t d = p.head_dim;
+  const std::int64_t dv = p.head_dim_v;
+  const std::int64_t d32 = round_up_block(d);
+  const std::int64_t dv32 = round_up_block(dv);
+  const std::int64_t row_begin = task.row_begin;
+  const std::int64_t rows = task.row_end - task.row_begin;
+  const std::int64_t kv_head = task.head / p.group_size();
+  const auto q = head_rows<const BFloat16>(p.q, task.batch, seq.q_begin, task.head);
+  const auto out = head_rows<BFloat16>(p.out, task.batch, seq.q_begin, task.head);
+  float* lse = lse_row(p, task.batch, seq.q_begin, task.head);
+  const ScoreMod mod{p.softmax_scale, p.softcap, p.alibi_slope(task.batch, task.head)};
+
+  // Q rows as bf16, zero past the task's rows and channels; P rows past the task's rows stay 0 too.
+  std::memset(scratch.q, 0, sizeof(std::uint16_t) * kAmxQueryTile * d32);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t c = 0; c < d; ++c) scratch.q[r * d32 + c] = q.row(row_begin + r)[c].bits;
+  }
+  std::memset(scratch.p, 0, sizeof(std::uint16_t) * kAmxQueryTile * kAmxKeyTile);
+  fill(scratch.o, kAmxQueryTile * dv32, 0.0f);
+  fill(scratch.row_max, kAmxQueryTile, kNegInf);
+  fill(scratch.row_sum, kAmxQueryTile, 0.0f);
+  const std::int64_t row_blocks = round_up_block(rows);
+
+  const std::int64_t key_end = mask.end_key_of_rows(task.row_end);
+  // Tiles start on 32-key boundaries of the packed layout; keys before the window are masked.
+  for (std::int64_t key_begin = mask.first_key_of_rows(row_begin) / kBlock * kBlock; key_begin < key_end;
+       key_begin += kAmxKeyTile) {
+    const std::int64_t keys = std::min(kAmxKeyTile, key_end - key_begin);
+    const std::int64_t keys32 = round_up_block(keys);
+    const std::int64_t key0 = kv.key_base[task.batch] + key_begin;
+    for (std::int64_t r = 0; r < row_blocks; r += kBlock) {
+      for (std::int64_t j = 0; j < keys32; j += kBlock) score_block(scratch, kv, kv_head, d32, r, key0, j);
+    }
+    online_softmax_rows(scratch, mod, mask, row_begin, rows, key_begin, keys, keys32, dv32,
+                        mask.tile_needs_mask(row_begin, task.row_end, key_begin, key_begin + keys));
+    for (std::int64_t r = 0; r < row_blocks; r += kBlock) {
+      for (std::int64_t c = 0; c < dv32; c += kBlock) output_block(scratch, kv, kv_head, dv32, r, key0, keys32, c);
+    }
+  }
+
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float sum = scratch.row_sum[r];
+    if (sum > 0.0f) {
+      store_row(scratch.o + r * dv32, out.row(row_begin + r), dv, 1.0f / sum);
+      lse[row_begin + r] = (scratch.row_max[r] + std::log2(sum)) * kLn2;
+    } else {
+      store_zero_row(out.row(row_begin + r), dv);
+      lse[row_begin + r] = kNegInf;
+    }
+  }
+}
+
+inline void run_forward_amx(const detail::Problem& p, const ForwardPlan& plan) {
+  const VnniKv kv = pack_vnni(p, plan);
+  const std::int64_t d32 = round_up_block(p.head_dim);
+  const std::int64_t dv32 = round_up_block(p.head_dim_v);
+  const std::int64_t task_count = static_cast<std::int64_t>(plan.tasks.size());
+#pragma omp parallel num_threads(plan.threads)
+  {
+    FloatBuffer storage(static_cast<std::size_t>(AmxScratch::floats(d32, dv32)));
+    const AmxScratch scratch = AmxScratch::carve(storage.data(), d32, dv32);
+    amx::configure();
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t t = 0; t < task_count; ++t) forward_task_amx(p, kv, plan.tasks[t], scratch);
+    amx::release();
+  }
+}
+
+// The forward of the AMX kernel sets: bf16 on tiles, the other dtypes on the AVX-512 kernels.
+inline void run_forward_with_amx(const detail::Problem& p, const ForwardPlan& plan) {
+  if (p.dtype == DType::kBFloat16) {
+    run_forward_amx(p, plan);
+  } else {
+    run_forward(p, plan);
+  }
+}
+
+}  // namespace
+}  // namespace flashattn::cpu
