@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernel/amx_layouts.hpp"
 #include "kernel/amx_tiles.hpp"
 #include "kernel/convert.hpp"
 #include "kernel/entry.hpp"
@@ -28,63 +29,28 @@ namespace {
 static_assert(kLanes == amx::kFloatsPerRow, "the AMX kernel runs with 16-float vectors (AVX-512)");
 
 inline constexpr std::int64_t kAmxQueryTile = kForwardQueryTile;  // the plan's tasks
-inline constexpr std::int64_t kBlock = 2 * amx::kTileRows;  // 32: one 2 x 2 block of tiles
 static_assert(kAmxQueryTile % kBlock == 0 && kAmxKeyTile % kBlock == 0, "tiles come in 2 x 2 blocks");
 
-inline std::int64_t round_up_block(std::int64_t x) { return round_up(x, kBlock); }
-
-// K as the B operand of S = Q K^T: for each KV head and each run of 16 keys, `pairs` rows of 16 keys x 2
-// channels, i.e. B[pair][key] = (k[key][2 pair], k[key][2 pair + 1]); one 16-pair slice is one 1 KiB tile.
-// V as the B operand of O += P V: for each run of 32 keys (16 key pairs) and each run of 16 channels,
-// 16 rows of 16 channels x 2 keys, B[key pair][c] = (v[2 kp][c], v[2 kp + 1][c]): again one tile.
+// K as the B operand of S = Q K^T (channel pairs), V as the B operand of O += P V (token pairs).
 struct VnniKv {
   FloatBuffer storage;
   const std::int64_t* key_base = nullptr;  // packed key index of each sequence's key 0 (ForwardPlan)
-  std::int64_t keys = 0;                   // packed keys per head
-  std::int64_t pairs = 0;              // channel pairs of K (head_dim rounded up to 32, halved)
-  std::int64_t v_blocks = 0;           // 16-channel blocks of V (head_dim_v rounded up to 32)
-  std::uint16_t* k = nullptr;
-  std::uint16_t* v = nullptr;
-
-  const std::uint16_t* k_tile(std::int64_t head, std::int64_t key, std::int64_t pair) const {
-    return k + ((head * (keys / amx::kTileRows) + key / amx::kTileRows) * pairs + pair) * amx::kBf16PerRow;
-  }
-  const std::uint16_t* v_tile(std::int64_t head, std::int64_t key, std::int64_t channel) const {
-    const std::int64_t tile_elems = amx::kTileRows * amx::kBf16PerRow;
-    return v + ((head * (keys / kBlock) + key / kBlock) * v_blocks + channel / amx::kFloatsPerRow) * tile_elems;
-  }
+  ChannelPairs k;
+  TokenPairs v;
 };
 
 inline VnniKv pack_vnni(const detail::Problem& p, const ForwardPlan& plan) {
-  const int threads = plan.threads;
   VnniKv packed;
   packed.key_base = plan.vnni_key_base.data();
-  packed.keys = plan.vnni_keys;
-  packed.pairs = round_up_block(p.head_dim) / 2;
-  packed.v_blocks = round_up_block(p.head_dim_v) / amx::kFloatsPerRow;
-  const std::int64_t k_elems = p.heads_kv * packed.keys * packed.pairs * 2;
-  const std::int64_t v_elems = p.heads_kv * packed.keys * packed.v_blocks * amx::kFloatsPerRow;
+  const std::int64_t k_elems = ChannelPairs::elems(p.heads_kv, plan.vnni_keys, p.head_dim);
+  const std::int64_t v_elems = TokenPairs::elems(p.heads_kv, plan.vnni_keys, p.head_dim_v);
   packed.storage = FloatBuffer(static_cast<std::size_t>((k_elems + v_elems + 1) / 2));
-  packed.k = reinterpret_cast<std::uint16_t*>(packed.storage.data());
-  packed.v = packed.k + k_elems;
-  std::memset(packed.k, 0, sizeof(std::uint16_t) * static_cast<std::size_t>(k_elems + v_elems));
-#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
-  for (std::int64_t b = 0; b < p.batch; ++b) {
-    for (std::int64_t h = 0; h < p.heads_kv; ++h) {
-      const detail::SequenceSpan seq = p.sequence(b);
-      const auto k = head_rows<const BFloat16>(p.k, b, seq.k_begin, h);
-      const auto v = head_rows<const BFloat16>(p.v, b, seq.k_begin, h);
-      for (std::int64_t j = 0; j < seq.seqlen_k; ++j) {
-        const std::int64_t key = packed.key_base[b] + j;
-        std::uint16_t* k_dst = const_cast<std::uint16_t*>(packed.k_tile(h, key, 0)) + (key % amx::kTileRows) * 2;
-        for (std::int64_t c = 0; c < p.head_dim; ++c) k_dst[(c / 2) * amx::kBf16PerRow + c % 2] = k.row(j)[c].bits;
-        for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
-          std::uint16_t* v_dst = const_cast<std::uint16_t*>(packed.v_tile(h, key, c));
-          v_dst[((key % kBlock) / 2) * amx::kBf16PerRow + (c % amx::kFloatsPerRow) * 2 + key % 2] = v.row(j)[c].bits;
-        }
-      }
-    }
-  }
+  auto* bits = reinterpret_cast<std::uint16_t*>(packed.storage.data());
+  std::memset(bits, 0, sizeof(std::uint16_t) * static_cast<std::size_t>(k_elems + v_elems));
+  packed.k = {bits, plan.vnni_keys, round_up_block(p.head_dim) / 2};
+  packed.v = {bits + k_elems, plan.vnni_keys, round_up_block(p.head_dim_v) / amx::kFloatsPerRow};
+  pack_tokens(p, p.k, false, p.heads_kv, p.head_dim, packed.key_base, packed.k, plan.threads);
+  pack_tokens(p, p.v, false, p.heads_kv, p.head_dim_v, packed.key_base, packed.v, plan.threads);
   return packed;
 }
 
@@ -114,61 +80,17 @@ struct AmxScratch {
 // S[32 x 32 block at (row0, col0)] = Q[row0 .. +32] K^T over all channel pairs.
 inline void score_block(const AmxScratch& scratch, const VnniKv& kv, std::int64_t kv_head, std::int64_t d32,
                         std::int64_t row0, std::int64_t key0, std::int64_t col0) {
-  amx::zero<0>();
-  amx::zero<1>();
-  amx::zero<2>();
-  amx::zero<3>();
-  const std::int64_t q_stride = d32 * 2;
-  for (std::int64_t c = 0; c < d32; c += amx::kBf16PerRow) {
-    amx::load<4>(scratch.q + row0 * d32 + c, q_stride);
-    amx::load<5>(scratch.q + (row0 + amx::kTileRows) * d32 + c, q_stride);
-    amx::load<6>(kv.k_tile(kv_head, key0 + col0, c / 2), amx::kTileRowBytes);
-    amx::load<7>(kv.k_tile(kv_head, key0 + col0 + amx::kTileRows, c / 2), amx::kTileRowBytes);
-    amx::dot_bf16<0, 4, 6>();
-    amx::dot_bf16<1, 4, 7>();
-    amx::dot_bf16<2, 5, 6>();
-    amx::dot_bf16<3, 5, 7>();
-  }
-  const std::int64_t s_stride = kAmxKeyTile * 4;
-  float* s = scratch.s + row0 * kAmxKeyTile + col0;
-  amx::store<0>(s, s_stride);
-  amx::store<1>(s + amx::kTileRows, s_stride);
-  amx::store<2>(s + amx::kTileRows * kAmxKeyTile, s_stride);
-  amx::store<3>(s + amx::kTileRows * kAmxKeyTile + amx::kTileRows, s_stride);
+  tile_block(scratch.s + row0 * kAmxKeyTile + col0, kAmxKeyTile * 4, false, scratch.q + row0 * d32, d32 * 2, kBlock,
+             kv.k.tile(kv_head, key0 + col0, 0), kv.k.tile(kv_head, key0 + col0 + amx::kTileRows, 0),
+             kv.k.pair_step(), d32 / kBlock);
 }
 
 // O[32 x 32 block at (row0, channel0)] += P[row0 .. +32][0 .. keys32] V.
 inline void output_block(const AmxScratch& scratch, const VnniKv& kv, std::int64_t kv_head, std::int64_t dv32,
                          std::int64_t row0, std::int64_t key0, std::int64_t keys32, std::int64_t channel0) {
-  const std::int64_t o_stride = dv32 * 4;
-  float* o = scratch.o + row0 * dv32 + channel0;
-  amx::load<0>(o, o_stride);
-  amx::load<1>(o + amx::kTileRows, o_stride);
-  amx::load<2>(o + amx::kTileRows * dv32, o_stride);
-  amx::load<3>(o + amx::kTileRows * dv32 + amx::kTileRows, o_stride);
-  const std::int64_t p_stride = kAmxKeyTile * 2;
-  for (std::int64_t j = 0; j < keys32; j += kBlock) {
-    amx::load<4>(scratch.p + row0 * kAmxKeyTile + j, p_stride);
-    amx::load<5>(scratch.p + (row0 + amx::kTileRows) * kAmxKeyTile + j, p_stride);
-    amx::load<6>(kv.v_tile(kv_head, key0 + j, channel0), amx::kTileRowBytes);
-    amx::load<7>(kv.v_tile(kv_head, key0 + j, channel0 + amx::kTileRows), amx::kTileRowBytes);
-    amx::dot_bf16<0, 4, 6>();
-    amx::dot_bf16<1, 4, 7>();
-    amx::dot_bf16<2, 5, 6>();
-    amx::dot_bf16<3, 5, 7>();
-  }
-  amx::store<0>(o, o_stride);
-  amx::store<1>(o + amx::kTileRows, o_stride);
-  amx::store<2>(o + amx::kTileRows * dv32, o_stride);
-  amx::store<3>(o + amx::kTileRows * dv32 + amx::kTileRows, o_stride);
-}
-
-// Probabilities rounded to bf16 (nearest even; they lie in [0, 1], so no NaN or overflow to handle).
-inline void store_bf16(std::uint16_t* dst, VecF x) {
-  VecI bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  bits += 0x7fff + ((bits >> 16) & 1);
-  for (int t = 0; t < kLanes; ++t) dst[t] = static_cast<std::uint16_t>(static_cast<std::uint32_t>(bits[t]) >> 16);
+  tile_block(scratch.o + row0 * dv32 + channel0, dv32 * 4, true, scratch.p + row0 * kAmxKeyTile, kAmxKeyTile * 2,
+             kBlock, kv.v.tile(kv_head, key0, channel0), kv.v.tile(kv_head, key0, channel0 + amx::kTileRows),
+             kv.v.token_step(), keys32 / kBlock);
 }
 
 // Online softmax of the row-major tile, keys [0, keys32) of which [0, keys) exist: S -> P (bf16), running
