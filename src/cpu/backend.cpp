@@ -72,8 +72,9 @@ void forward(const detail::Problem& problem) {
 }
 
 void backward(const detail::Problem& problem) {
-  const BackwardPlan plan = plan_backward(problem);
-  kernels().backward(problem, plan);
+  const KernelSet& set = kernels();
+  const BackwardPlan plan = plan_backward(problem, set.amx_bf16 && problem.dtype == DType::kBFloat16);
+  set.backward(problem, plan);
 }
 
 }  // namespace flashattn::cpu

@@ -7,10 +7,11 @@
 #define FLASHATTN_AMX_EMULATED
 
 #include "backend.hpp"
+#include "kernel/backward_amx.hpp"
 #include "kernel/forward_amx.hpp"
 
 namespace flashattn::cpu {
 
-const KernelSet kAmxEmulatedKernels = {"amx-emulated", true, &run_forward_with_amx, &run_backward};
+const KernelSet kAmxEmulatedKernels = {"amx-emulated", true, &run_forward_with_amx, &run_backward_with_amx};
 
 }  // namespace flashattn::cpu

@@ -5,10 +5,11 @@
 #define FLASHATTN_CPU_GEMM_VECTORS 4
 
 #include "backend.hpp"
+#include "kernel/backward_amx.hpp"
 #include "kernel/forward_amx.hpp"
 
 namespace flashattn::cpu {
 
-const KernelSet kAvx512AmxKernels = {"avx512-amx", true, &run_forward_with_amx, &run_backward};
+const KernelSet kAvx512AmxKernels = {"avx512-amx", true, &run_forward_with_amx, &run_backward_with_amx};
 
 }  // namespace flashattn::cpu

@@ -79,7 +79,7 @@ ForwardPlan plan_forward(const detail::Problem& p, bool vnni) {
   return plan;
 }
 
-BackwardPlan plan_backward(const detail::Problem& p) {
+BackwardPlan plan_backward(const detail::Problem& p, bool vnni) {
   BackwardPlan plan;
   plan.threads = thread_count(p);
   plan.heads_q = p.heads_q;
@@ -92,12 +92,23 @@ BackwardPlan plan_backward(const detail::Problem& p) {
   }
   plan.rows_total = p.varlen ? (p.batch > 0 ? p.cu_seqlens_q[p.batch] : 0) : p.batch * p.seqlen_q;
   plan.dq_ld = padded(p.head_dim);
+  if (vnni) {
+    plan.vnni_row_base.resize(static_cast<std::size_t>(p.batch));
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      plan.vnni_row_base[b] = plan.vnni_rows;
+      plan.vnni_rows += (p.sequence(b).seqlen_q + kBackwardQueryTile - 1) / kBackwardQueryTile * kBackwardQueryTile;
+    }
+  }
+  // Rows of one chunk's dQ partials, and their length.
+  const std::int64_t dq_rows = vnni ? plan.vnni_rows : plan.rows_total;
+  const std::int64_t dq_row_floats = vnni ? (p.head_dim + kAmxChannelBlock - 1) / kAmxChannelBlock * kAmxChannelBlock
+                                          : plan.dq_ld;
 
   // Split each (batch, KV head)'s keys into chunks when there are too few of them to feed the threads.
   const std::int64_t units = std::max<std::int64_t>(1, p.batch * p.heads_kv);
   std::int64_t chunks = plan.threads > 1 ? (kBackwardTasksPerThread * plan.threads + units - 1) / units : 1;
   chunks = std::clamp<std::int64_t>(chunks, 1, std::max<std::int64_t>(1, max_key_tiles));
-  const std::int64_t chunk_bytes = p.heads_q * plan.rows_total * plan.dq_ld * std::int64_t{sizeof(float)};
+  const std::int64_t chunk_bytes = p.heads_q * dq_rows * dq_row_floats * std::int64_t{sizeof(float)};
   if (chunk_bytes > 0) chunks = std::clamp<std::int64_t>(kMaxDqAccumBytes / chunk_bytes, 1, chunks);
   plan.chunks = chunks;
 
@@ -112,8 +123,10 @@ BackwardPlan plan_backward(const detail::Problem& p) {
       }
     }
   }
-  plan.q = allocate_packed(p.heads_q, plan.rows_total, p.head_dim);
-  plan.dout = allocate_packed(p.heads_q, plan.rows_total, p.head_dim_v);
+  if (!vnni) {
+    plan.q = allocate_packed(p.heads_q, plan.rows_total, p.head_dim);
+    plan.dout = allocate_packed(p.heads_q, plan.rows_total, p.head_dim_v);
+  }
   plan.delta = FloatBuffer(static_cast<std::size_t>(p.heads_q * plan.rows_total));
   plan.dq_accum = FloatBuffer(static_cast<std::size_t>(chunks * chunk_bytes / std::int64_t{sizeof(float)}));
   return plan;

@@ -62,8 +62,13 @@ struct BackwardPlan {
   std::int64_t heads_q = 0;
   // delta[h * rows_total + row] = sum(dout * out) of that row (the softmax backward's D).
   FloatBuffer delta;
-  // Q and dO packed once: every key tile of a task streams them again.
+  // Q and dO packed once: every key tile of a task streams them again (fp32 kernels).
   PackedHeads q, dout;
+  // For the AMX kernel, which repacks Q and dO itself: each sequence's rows start at vnni_row_base[b], a
+  // multiple of kBackwardQueryTile, vnni_rows rows per head; its dQ partials are transposed,
+  // [chunk][head][channel (head_dim rounded up to 32)][vnni_rows].
+  std::vector<std::int64_t> vnni_row_base;
+  std::int64_t vnni_rows = 0;
   // fp32 partial dQ: [chunk][head][row][dq_ld]; summed over chunks into dq at the end.
   std::int64_t chunks = 1;
   std::int64_t dq_ld = 0;
@@ -77,6 +82,7 @@ struct BackwardPlan {
 int thread_count(const detail::Problem& problem);
 // `vnni`: the kernels repack K and V for AMX tiles (bf16 on AMX machines) instead of into fp32 rows.
 ForwardPlan plan_forward(const detail::Problem& problem, bool vnni);
-BackwardPlan plan_backward(const detail::Problem& problem);
+// `vnni`: as for plan_forward, the kernels repack Q and dO for AMX tiles.
+BackwardPlan plan_backward(const detail::Problem& problem, bool vnni);
 
 }  // namespace flashattn::cpu

@@ -13,6 +13,8 @@ inline constexpr std::int64_t kForwardKeyTile = 64;
 // AMX bf16 forward: key tile of the row-major score tile; each sequence's keys are repacked from a multiple
 // of it (kernel/forward_amx.hpp).
 inline constexpr std::int64_t kAmxKeyTile = 128;
+// AMX operands pad channels to whole 2 x 2 blocks of tiles: 32 bf16 values.
+inline constexpr std::int64_t kAmxChannelBlock = 32;
 // Backward: a key tile's K^T, V^T and dK, dV accumulators stay resident while the query tiles stream.
 inline constexpr std::int64_t kBackwardQueryTile = 64;
 inline constexpr std::int64_t kBackwardKeyTile = 64;
