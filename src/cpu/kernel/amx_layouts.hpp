@@ -125,10 +125,16 @@ inline VecI bf16_bits(VecF x) {
   return (bits + 0x7fff + ((bits >> 16) & 1)) >> 16 & 0xffff;
 }
 
-inline void store_bf16(std::uint16_t* dst, VecF x) {
-  const VecI bits = bf16_bits(x);
-  for (int t = 0; t < kLanes; ++t) dst[t] = static_cast<std::uint16_t>(bits[t]);
+// Narrowing as a whole vector (one vpmovdw): a lane-by-lane loop of scalar stores cost more than the tile
+// products themselves at head_dim 64.
+using VecU16 = std::uint16_t __attribute__((vector_size(FLASHATTN_CPU_VECTOR_BYTES / 2)));
+
+inline void store_bf16_bits(std::uint16_t* dst, VecI bits) {
+  const VecU16 narrow = __builtin_convertvector(bits, VecU16);
+  std::memcpy(dst, &narrow, sizeof narrow);
 }
+
+inline void store_bf16(std::uint16_t* dst, VecF x) { store_bf16_bits(dst, bf16_bits(x)); }
 
 }  // namespace
 }  // namespace flashattn::cpu

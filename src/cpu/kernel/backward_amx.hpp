@@ -142,7 +142,7 @@ inline void probabilities_and_grads(const AmxGradScratch& scratch, const ScoreMo
         if (grad != nullptr) ds *= load(grad);
         store_bf16(scratch.p_t + at, prob);
         ds_bits[e][v] = bf16_bits(ds);
-        for (int lane = 0; lane < kLanes; ++lane) scratch.ds_t[at + lane] = static_cast<std::uint16_t>(ds_bits[e][v][lane]);
+        store_bf16_bits(scratch.ds_t + at, ds_bits[e][v]);
       }
     }
     // Key pair (j, j + 1) of dS^T as one row of its token-pair tile: per query row, (ds[j], ds[j + 1]).
