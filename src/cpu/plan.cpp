@@ -34,24 +34,38 @@ int thread_count(const detail::Problem& problem) {
 }
 
 ForwardPlan plan_forward(const detail::Problem& p, bool vnni) {
-  struct CostedTask {
-    ForwardTask task;
-    std::int64_t cost;
+  // Each sequence's query tiles, longest first; sequences by total work, largest first.
+  struct RowTile {
+    std::int64_t row_begin, row_end, cost;
   };
-  std::vector<CostedTask> costed;
+  struct Sequence {
+    std::int64_t batch, cost = 0;
+    std::vector<RowTile> tiles;
+  };
+  std::vector<Sequence> sequences;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const detail::SequenceSpan seq = p.sequence(b);
     const MaskPolicy mask = MaskPolicy::of(p, seq);
+    Sequence s{b};
     for (std::int64_t row = 0; row < seq.seqlen_q; row += kForwardQueryTile) {
       const std::int64_t row_end = std::min(row + kForwardQueryTile, seq.seqlen_q);
       // Rows that see no key still need their out = 0 and lse = -inf written: count them as work too.
-      const std::int64_t cost = mask.visible_pairs(row, row_end) + (row_end - row);
-      for (std::int64_t h = 0; h < p.heads_q; ++h) costed.push_back({{b, h, row, row_end}, cost});
+      s.tiles.push_back({row, row_end, mask.visible_pairs(row, row_end) + (row_end - row)});
+      s.cost += s.tiles.back().cost;
+    }
+    std::stable_sort(s.tiles.begin(), s.tiles.end(), [](const RowTile& x, const RowTile& y) { return x.cost > y.cost; });
+    sequences.push_back(std::move(s));
+  }
+  std::stable_sort(sequences.begin(), sequences.end(),
+                   [](const Sequence& x, const Sequence& y) { return x.cost > y.cost; });
+  ForwardPlan plan;
+  // Head by head: the threads then work on the same head's keys and values together, which stay in the
+  // caches between tasks (interleaving the heads re-read every head's K and V for each task).
+  for (const Sequence& s : sequences) {
+    for (std::int64_t h = 0; h < p.heads_q; ++h) {
+      for (const RowTile& t : s.tiles) plan.tasks.push_back({s.batch, h, t.row_begin, t.row_end});
     }
   }
-  std::stable_sort(costed.begin(), costed.end(),
-                   [](const CostedTask& a, const CostedTask& b) { return a.cost > b.cost; });
-  ForwardPlan plan;
   plan.threads = thread_count(p);
   plan.key_base.resize(static_cast<std::size_t>(p.batch));
   std::int64_t max_query_tiles = 0;
@@ -74,8 +88,6 @@ ForwardPlan plan_forward(const detail::Problem& p, bool vnni) {
     plan.k = allocate_packed(p.heads_kv, keys_total, p.head_dim);
     plan.v = allocate_packed(p.heads_kv, keys_total, p.head_dim_v);
   }
-  plan.tasks.reserve(costed.size());
-  for (const CostedTask& c : costed) plan.tasks.push_back(c.task);
   return plan;
 }
 

@@ -31,7 +31,8 @@ struct ForwardTask {
 };
 
 struct ForwardPlan {
-  std::vector<ForwardTask> tasks;  // longest first, so that dynamic scheduling ends evenly
+  // Sequences by decreasing work, then head by head, each head's tiles longest first (plan_forward).
+  std::vector<ForwardTask> tasks;
   int threads = 1;
   // Keys of all sequences, numbered key_base[b] + j.
   std::vector<std::int64_t> key_base;
