@@ -1,6 +1,6 @@
 // The public entry points: validate, then hand the Problem to the backend that owns the tensors' device.
-#include "flashattn/attention.hpp"
 #include "cpu/backend.hpp"
+#include "flashattn/attention.hpp"
 #include "validate.hpp"
 
 namespace flashattn {

@@ -40,8 +40,7 @@ std::string device_name(const Device& device) {
   return device.type == DeviceType::kCPU ? std::string("cpu") : "cuda:" + std::to_string(device.index);
 }
 
-TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<std::int64_t> shape,
-                                  Device device) {
+TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<std::int64_t> shape, Device device) {
   if (shape.size() > static_cast<std::size_t>(kMaxRank)) {
     throw InvalidArgument("shape", "at most " + std::to_string(kMaxRank) + " dimensions");
   }

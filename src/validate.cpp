@@ -97,10 +97,11 @@ void check_options(const AttentionOptions& options) {
     fail("window_right", "must be >= -1 (-1 = unbounded), got " + str(options.window_right));
   }
   if (options.causal && options.window_right > 0) {
-    fail("window_right", "must be 0 or -1 when causal (causal sees no key right of the diagonal), got " +
-                             str(options.window_right));
+    fail("window_right",
+         "must be 0 or -1 when causal (causal sees no key right of the diagonal), got " + str(options.window_right));
   }
-  if (options.num_threads < 0) fail("num_threads", "must be >= 0 (0 = OpenMP default), got " + str(options.num_threads));
+  if (options.num_threads < 0)
+    fail("num_threads", "must be >= 0 (0 = OpenMP default), got " + str(options.num_threads));
 }
 
 void check_alibi(const TensorView& slopes, const Device& device, std::int64_t batch, std::int64_t heads_q,
@@ -140,8 +141,8 @@ void check_cu_seqlens(const char* name, const TensorView& cu, std::int64_t total
                      " (" + str(entries[b]) + ")");
     }
     if (length > max_seqlen) {
-      fail(max_name, "sequence " + str(b) + " has " + str(length) + " tokens, more than " + max_name + " " +
-                         str(max_seqlen));
+      fail(max_name,
+           "sequence " + str(b) + " has " + str(length) + " tokens, more than " + max_name + " " + str(max_seqlen));
     }
   }
   if (entries[batch] > total_tokens) {
@@ -253,7 +254,8 @@ Problem validate(const CallTensors& t, const VarlenSeqlens* varlen, const Attent
 
   // Outputs.
   const std::int64_t tokens_q = t.q.shape[0];
-  check_layout("out", t.out, rank, is_varlen ? "(total_q, heads_q, head_dim_v)" : "(batch, seqlen_q, heads_q, head_dim_v)");
+  check_layout("out", t.out, rank,
+               is_varlen ? "(total_q, heads_q, head_dim_v)" : "(batch, seqlen_q, heads_q, head_dim_v)");
   check_same_dtype("out", t.out, t.q);
   check_same_device("out", t.out, p.device);
   check_no_broadcast("out", t.out);
@@ -299,8 +301,8 @@ Problem validate(const CallTensors& t, const VarlenSeqlens* varlen, const Attent
       bool same = true;
       for (int dim = 0; dim < rank; ++dim) same = same && g.grad->shape[dim] == g.like->shape[dim];
       if (!same) {
-        fail(g.name, "shape " + g.grad->shape_string() + " does not match " + g.like_name + " " +
-                         g.like->shape_string());
+        fail(g.name,
+             "shape " + g.grad->shape_string() + " does not match " + g.like_name + " " + g.like->shape_string());
       }
       if (g.slot != &p.dout) check_no_broadcast(g.name, *g.grad);
       *g.slot = token_tensor(*g.grad, is_varlen);
@@ -318,8 +320,7 @@ Problem validate(const CallTensors& t, const VarlenSeqlens* varlen, const Attent
     if (varlen->seqused_k) check_seqused(*varlen->seqused_k, varlen->cu_seqlens_k);
   }
 
-  p.softmax_scale =
-      options.softmax_scale.value_or(1.0f / std::sqrt(static_cast<float>(p.head_dim)));
+  p.softmax_scale = options.softmax_scale.value_or(1.0f / std::sqrt(static_cast<float>(p.head_dim)));
   p.causal = options.causal;
   p.alignment = options.causal_alignment;
   p.window_left = options.window_left;

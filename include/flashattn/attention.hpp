@@ -36,17 +36,19 @@ struct VarlenSeqlens {
 
 // out = softmax(scale * q k^T + masks) v, lse = log-sum-exp of each row of the masked, scaled scores.
 FLASHATTN_API void forward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-             const TensorView& lse, const AttentionOptions& options = {});
+                           const TensorView& lse, const AttentionOptions& options = {});
 FLASHATTN_API void forward_varlen(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-                    const TensorView& lse, const VarlenSeqlens& seqlens, const AttentionOptions& options = {});
+                                  const TensorView& lse, const VarlenSeqlens& seqlens,
+                                  const AttentionOptions& options = {});
 
 // Gradients of the forward above. out and lse are the forward's outputs; dq, dk, dv have the shapes of
 // q, k, v (dk, dv summed over the query heads that share a KV head).
 FLASHATTN_API void backward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-              const TensorView& dout, const TensorView& lse, const TensorView& dq, const TensorView& dk,
-              const TensorView& dv, const AttentionOptions& options = {});
+                            const TensorView& dout, const TensorView& lse, const TensorView& dq, const TensorView& dk,
+                            const TensorView& dv, const AttentionOptions& options = {});
 FLASHATTN_API void backward_varlen(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-                     const TensorView& dout, const TensorView& lse, const TensorView& dq, const TensorView& dk,
-                     const TensorView& dv, const VarlenSeqlens& seqlens, const AttentionOptions& options = {});
+                                   const TensorView& dout, const TensorView& lse, const TensorView& dq,
+                                   const TensorView& dk, const TensorView& dv, const VarlenSeqlens& seqlens,
+                                   const AttentionOptions& options = {});
 
 }  // namespace flashattn

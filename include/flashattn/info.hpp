@@ -19,10 +19,10 @@ struct CudaDeviceInfo {
 struct BuildInfo {
   std::string version;
   bool cpu_backend = true;
-  bool cuda_compiled = false;   // the CUDA runtime is linked in (device discovery)
-  bool cuda_kernels = false;    // attention kernels for CUDA devices exist in this build
-  std::string cpu_isa;          // the instruction set the CPU kernels dispatch to on this machine
-  int cpu_threads = 0;          // OpenMP's default thread count
+  bool cuda_compiled = false;  // the CUDA runtime is linked in (device discovery)
+  bool cuda_kernels = false;   // attention kernels for CUDA devices exist in this build
+  std::string cpu_isa;         // the instruction set the CPU kernels dispatch to on this machine
+  int cpu_threads = 0;         // OpenMP's default thread count
 };
 
 FLASHATTN_API BuildInfo build_info();

@@ -39,21 +39,23 @@ ForwardPlan plan_forward(const detail::Problem& p, bool vnni) {
     std::int64_t row_begin, row_end, cost;
   };
   struct Sequence {
-    std::int64_t batch, cost = 0;
+    std::int64_t batch;
+    std::int64_t cost;
     std::vector<RowTile> tiles;
   };
   std::vector<Sequence> sequences;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const detail::SequenceSpan seq = p.sequence(b);
     const MaskPolicy mask = MaskPolicy::of(p, seq);
-    Sequence s{b};
+    Sequence s{b, 0, {}};
     for (std::int64_t row = 0; row < seq.seqlen_q; row += kForwardQueryTile) {
       const std::int64_t row_end = std::min(row + kForwardQueryTile, seq.seqlen_q);
       // Rows that see no key still need their out = 0 and lse = -inf written: count them as work too.
       s.tiles.push_back({row, row_end, mask.visible_pairs(row, row_end) + (row_end - row)});
       s.cost += s.tiles.back().cost;
     }
-    std::stable_sort(s.tiles.begin(), s.tiles.end(), [](const RowTile& x, const RowTile& y) { return x.cost > y.cost; });
+    std::stable_sort(s.tiles.begin(), s.tiles.end(),
+                     [](const RowTile& x, const RowTile& y) { return x.cost > y.cost; });
     sequences.push_back(std::move(s));
   }
   std::stable_sort(sequences.begin(), sequences.end(),
@@ -113,8 +115,8 @@ BackwardPlan plan_backward(const detail::Problem& p, bool vnni) {
   }
   // Rows of one chunk's dQ partials, and their length.
   const std::int64_t dq_rows = vnni ? plan.vnni_rows : plan.rows_total;
-  const std::int64_t dq_row_floats = vnni ? (p.head_dim + kAmxChannelBlock - 1) / kAmxChannelBlock * kAmxChannelBlock
-                                          : plan.dq_ld;
+  const std::int64_t dq_row_floats =
+      vnni ? (p.head_dim + kAmxChannelBlock - 1) / kAmxChannelBlock * kAmxChannelBlock : plan.dq_ld;
 
   // Split each (batch, KV head)'s keys into chunks when there are too few of them to feed the threads.
   const std::int64_t units = std::max<std::int64_t>(1, p.batch * p.heads_kv);

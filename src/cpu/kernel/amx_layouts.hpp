@@ -21,7 +21,7 @@ namespace flashattn::cpu {
 namespace {
 
 inline constexpr std::int64_t kTileElems = amx::kTileRows * amx::kBf16PerRow;  // bf16 values of one tile
-inline constexpr std::int64_t kBlock = 2 * amx::kTileRows;  // 32: the side of a 2 x 2 block of tiles
+inline constexpr std::int64_t kBlock = 2 * amx::kTileRows;                     // 32: the side of a 2 x 2 block of tiles
 
 inline std::int64_t round_up_block(std::int64_t x) { return round_up(x, kBlock); }
 
@@ -52,14 +52,14 @@ struct TokenPairs {
     return heads * tokens * round_up_block(channels);
   }
   std::uint16_t* tile(std::int64_t head, std::int64_t token, std::int64_t channel) const {
-    return data + ((head * (tokens / kBlock) + token / kBlock) * channel_blocks + channel / amx::kFloatsPerRow) *
-                      kTileElems;
+    return data +
+           ((head * (tokens / kBlock) + token / kBlock) * channel_blocks + channel / amx::kFloatsPerRow) * kTileElems;
   }
   // Advancing the token by 32 (one tile of pairs).
   std::int64_t token_step() const { return channel_blocks * kTileElems; }
   void put(std::int64_t head, std::int64_t token, std::int64_t channel, std::uint16_t bits) const {
-    tile(head, token, channel)[((token % kBlock) / 2) * amx::kBf16PerRow + (channel % amx::kFloatsPerRow) * 2 +
-                               token % 2] = bits;
+    tile(head, token,
+         channel)[((token % kBlock) / 2) * amx::kBf16PerRow + (channel % amx::kFloatsPerRow) * 2 + token % 2] = bits;
   }
 };
 
@@ -85,9 +85,9 @@ void pack_tokens(const detail::Problem& p, const detail::TokenTensor& src, bool 
 // A: row-major bf16, its two row halves at a and a + 16 rows (a_stride bytes per row), advancing a_step
 // values per step. B: its two column halves as contiguous tiles b0, b1, advancing b_step values per step.
 // C: fp32, row-major with c_stride bytes per row; loaded first when `accumulate`, else zeroed.
-inline void tile_block(float* c, std::int64_t c_stride, bool accumulate, const std::uint16_t* a,
-                       std::int64_t a_stride, std::int64_t a_step, const std::uint16_t* b0, const std::uint16_t* b1,
-                       std::int64_t b_step, std::int64_t steps) {
+inline void tile_block(float* c, std::int64_t c_stride, bool accumulate, const std::uint16_t* a, std::int64_t a_stride,
+                       std::int64_t a_step, const std::uint16_t* b0, const std::uint16_t* b1, std::int64_t b_step,
+                       std::int64_t steps) {
   float* c_low = reinterpret_cast<float*>(reinterpret_cast<char*>(c) + amx::kTileRows * c_stride);
   if (accumulate) {
     amx::load<0>(c, c_stride);

@@ -136,8 +136,8 @@ void backward_task(const detail::Problem& p, const BackwardPlan& plan, const Bac
         const std::int64_t rows = std::min(kGradQueryTile, rows_end - row_begin);
         const float* q_rows = plan.q.row(head, row_base + row_begin);
         const float* do_rows = plan.dout.row(head, row_base + row_begin);
-        gemm(rows, kGradKeyTile, d, {q_rows, plan.q.ld, 1}, scratch.k_t, kGradKeyTile, scratch.probs,
-             kGradKeyTile, false);
+        gemm(rows, kGradKeyTile, d, {q_rows, plan.q.ld, 1}, scratch.k_t, kGradKeyTile, scratch.probs, kGradKeyTile,
+             false);
         recompute_probs(mod, mask, lse, scratch.probs, scratch.softcap_grad, row_begin, rows, key_begin, keys,
                         mask.tile_needs_mask(row_begin, row_begin + rows, key_begin, key_begin + keys));
         gemm(keys, dv_pad, rows, {scratch.probs, 1, kGradKeyTile}, do_rows, plan.dout.ld, scratch.dv, dv_pad, true);

@@ -125,7 +125,8 @@ inline void probabilities_and_grads(const AmxGradScratch& scratch, const ScoreMo
       const std::int64_t jj = j + e;
       const std::int64_t key = key_begin + jj;
       const int visible_begin =
-          jj < keys ? static_cast<int>(std::clamp<std::int64_t>(mask.first_row(key) - row_begin, 0, kGradQueryTile)) : 0;
+          jj < keys ? static_cast<int>(std::clamp<std::int64_t>(mask.first_row(key) - row_begin, 0, kGradQueryTile))
+                    : 0;
       const int visible_end =
           jj < keys ? static_cast<int>(std::clamp<std::int64_t>(mask.end_row(key) - row_begin, 0, kGradQueryTile)) : 0;
       const float distance = static_cast<float>(mask.diagonal(row_begin) - key);
@@ -135,8 +136,8 @@ inline void probabilities_and_grads(const AmxGradScratch& scratch, const ScoreMo
         const int lane0 = static_cast<int>(t);
         float* grad = mod.softcap != 0.0f ? scratch.softcap_grad + at : nullptr;
         const VecF x = fast && jj < keys ? mod.apply_plain(load(scratch.s_t + at))
-                                         : mod.apply(load(scratch.s_t + at), visible_begin - lane0,
-                                                     visible_end - lane0, distance + static_cast<float>(t), 1.0f, grad);
+                                         : mod.apply(load(scratch.s_t + at), visible_begin - lane0, visible_end - lane0,
+                                                     distance + static_cast<float>(t), 1.0f, grad);
         const VecF prob = exp2(x - load(scratch.lse2 + t));
         VecF ds = prob * (load(scratch.dp_t + at) - load(scratch.delta + t)) * mod.scale;
         if (grad != nullptr) ds *= load(grad);
@@ -182,8 +183,8 @@ inline void backward_task_amx(const detail::Problem& p, const BackwardPlan& plan
       const float* delta = plan.delta.data() + head * plan.rows_total + row_base;
       const ScoreMod mod{p.softmax_scale, p.softcap, p.alibi_slope(task.batch, head)};
       float* dq_t = plan.dq_accum.data() + (task.chunk * p.heads_q + head) * dq_head_floats;
-      for (std::int64_t row_begin = mask.first_row_of_keys(key_begin) / kGradQueryTile * kGradQueryTile; row_begin < rows_end;
-           row_begin += kGradQueryTile) {
+      for (std::int64_t row_begin = mask.first_row_of_keys(key_begin) / kGradQueryTile * kGradQueryTile;
+           row_begin < rows_end; row_begin += kGradQueryTile) {
         const std::int64_t rows = std::min(kGradQueryTile, seq.seqlen_q - row_begin);
         for (std::int64_t r = 0; r < kGradQueryTile; ++r) {
           // lse = -inf marks a row that saw no key: subtracting +inf turns its probabilities into 0.
@@ -194,38 +195,40 @@ inline void backward_task_amx(const detail::Problem& p, const BackwardPlan& plan
         const std::int64_t row_token = tile_row_base + row_begin;
         for (std::int64_t j = 0; j < kGradKeyTile; j += kBlock) {
           for (std::int64_t r = 0; r < kGradQueryTile; r += kBlock) {
-            tile_block(scratch.s_t + j * kGradQueryTile + r, kGradQueryTile * 4, false, scratch.k_rows + j * d32, d32 * 2, kBlock,
-                       qdo.q_pairs.tile(head, row_token + r, 0),
+            tile_block(scratch.s_t + j * kGradQueryTile + r, kGradQueryTile * 4, false, scratch.k_rows + j * d32,
+                       d32 * 2, kBlock, qdo.q_pairs.tile(head, row_token + r, 0),
                        qdo.q_pairs.tile(head, row_token + r + amx::kTileRows, 0), qdo.q_pairs.pair_step(),
                        d32 / kBlock);
-            tile_block(scratch.dp_t + j * kGradQueryTile + r, kGradQueryTile * 4, false, scratch.v_rows + j * dv32, dv32 * 2,
-                       kBlock, qdo.dout_pairs.tile(head, row_token + r, 0),
+            tile_block(scratch.dp_t + j * kGradQueryTile + r, kGradQueryTile * 4, false, scratch.v_rows + j * dv32,
+                       dv32 * 2, kBlock, qdo.dout_pairs.tile(head, row_token + r, 0),
                        qdo.dout_pairs.tile(head, row_token + r + amx::kTileRows, 0), qdo.dout_pairs.pair_step(),
                        dv32 / kBlock);
           }
         }
-        probabilities_and_grads(scratch, mod, mask, row_begin, key_begin, keys,
-                                mask.tile_needs_mask(row_begin, row_begin + rows, key_begin, key_begin + keys) ||
-                                    rows < kGradQueryTile);
+        probabilities_and_grads(
+            scratch, mod, mask, row_begin, key_begin, keys,
+            mask.tile_needs_mask(row_begin, row_begin + rows, key_begin, key_begin + keys) || rows < kGradQueryTile);
         for (std::int64_t j = 0; j < kGradKeyTile; j += kBlock) {
           for (std::int64_t c = 0; c < dv32; c += kBlock) {
-            tile_block(scratch.dv + j * dv32 + c, dv32 * 4, true, scratch.p_t + j * kGradQueryTile, kGradQueryTile * 2, kBlock,
-                       qdo.dout_tokens.tile(head, row_token, c),
+            tile_block(scratch.dv + j * dv32 + c, dv32 * 4, true, scratch.p_t + j * kGradQueryTile, kGradQueryTile * 2,
+                       kBlock, qdo.dout_tokens.tile(head, row_token, c),
                        qdo.dout_tokens.tile(head, row_token, c + amx::kTileRows), qdo.dout_tokens.token_step(),
                        kGradQueryTile / kBlock);
           }
           for (std::int64_t c = 0; c < d32; c += kBlock) {
-            tile_block(scratch.dk + j * d32 + c, d32 * 4, true, scratch.ds_t + j * kGradQueryTile, kGradQueryTile * 2, kBlock,
-                       qdo.q_tokens.tile(head, row_token, c), qdo.q_tokens.tile(head, row_token, c + amx::kTileRows),
-                       qdo.q_tokens.token_step(), kGradQueryTile / kBlock);
+            tile_block(scratch.dk + j * d32 + c, d32 * 4, true, scratch.ds_t + j * kGradQueryTile, kGradQueryTile * 2,
+                       kBlock, qdo.q_tokens.tile(head, row_token, c),
+                       qdo.q_tokens.tile(head, row_token, c + amx::kTileRows), qdo.q_tokens.token_step(),
+                       kGradQueryTile / kBlock);
           }
         }
         const std::int64_t ds_step = (kGradQueryTile / amx::kTileRows) * kTileElems;  // one 32-key block of dS^T
         for (std::int64_t c = 0; c < d32; c += kBlock) {
           for (std::int64_t r = 0; r < kGradQueryTile; r += kBlock) {
             const std::uint16_t* b0 = scratch.ds_pairs + (r / amx::kTileRows) * kTileElems;
-            tile_block(dq_t + c * plan.vnni_rows + row_token + r, plan.vnni_rows * 4, true, scratch.k_t + c * kGradKeyTile,
-                       kGradKeyTile * 2, kBlock, b0, b0 + kTileElems, ds_step, kGradKeyTile / kBlock);
+            tile_block(dq_t + c * plan.vnni_rows + row_token + r, plan.vnni_rows * 4, true,
+                       scratch.k_t + c * kGradKeyTile, kGradKeyTile * 2, kBlock, b0, b0 + kTileElems, ds_step,
+                       kGradKeyTile / kBlock);
           }
         }
       }

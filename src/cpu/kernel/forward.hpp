@@ -29,14 +29,14 @@ static_assert(kQueryTile % kLanes == 0, "the query tile is the vector axis of th
 
 // Per-thread scratch of the forward, carved out of one allocation.
 struct ForwardScratch {
-  float* q_t;        // head_dim x kQueryTile
-  float* k_rows;     // kKeyTile x head_dim
-  float* v_rows;     // kKeyTile x head_dim_v (padded)
-  float* scores_t;   // kKeyTile x kQueryTile
-  float* o;          // kQueryTile x head_dim_v (padded)
-  float* row_max;    // kQueryTile, log2 domain
-  float* row_sum;    // kQueryTile
-  float* rescale;    // kQueryTile
+  float* q_t;       // head_dim x kQueryTile
+  float* k_rows;    // kKeyTile x head_dim
+  float* v_rows;    // kKeyTile x head_dim_v (padded)
+  float* scores_t;  // kKeyTile x kQueryTile
+  float* o;         // kQueryTile x head_dim_v (padded)
+  float* row_max;   // kQueryTile, log2 domain
+  float* row_sum;   // kQueryTile
+  float* rescale;   // kQueryTile
 
   static std::int64_t floats(std::int64_t d, std::int64_t dv_pad) {
     return d * kQueryTile + kKeyTile * d + kKeyTile * dv_pad + kKeyTile * kQueryTile + kQueryTile * dv_pad +
@@ -65,7 +65,8 @@ inline void modify_scores_t(const ScoreMod& mod, const MaskPolicy& mask, float* 
   for (std::int64_t j = 0; j < keys; ++j) {
     float* s = scores_t + j * kQueryTile;
     const std::int64_t key = key_begin + j;
-    const int visible_begin = static_cast<int>(std::clamp<std::int64_t>(mask.first_row(key) - row_begin, 0, kQueryTile));
+    const int visible_begin =
+        static_cast<int>(std::clamp<std::int64_t>(mask.first_row(key) - row_begin, 0, kQueryTile));
     const int visible_end = static_cast<int>(std::clamp<std::int64_t>(mask.end_row(key) - row_begin, 0, kQueryTile));
     // ALiBi distance of lane t: d_i - key with i = row_begin + t.
     const float distance = static_cast<float>(mask.diagonal(row_begin) - key);
@@ -113,8 +114,8 @@ struct KeyTile {
 
 template <typename T>
 KeyTile key_tile(const ForwardPlan& plan, const HeadRows<const T>& k, const HeadRows<const T>& v,
-                    const ForwardScratch& scratch, std::int64_t packed_key, std::int64_t kv_head,
-                    std::int64_t key_begin, std::int64_t keys, std::int64_t d, std::int64_t dv, std::int64_t dv_pad) {
+                 const ForwardScratch& scratch, std::int64_t packed_key, std::int64_t kv_head, std::int64_t key_begin,
+                 std::int64_t keys, std::int64_t d, std::int64_t dv, std::int64_t dv_pad) {
   if (!plan.k.empty()) {
     return {plan.k.row(kv_head, packed_key), plan.k.ld, plan.v.row(kv_head, packed_key), plan.v.ld};
   }
@@ -158,8 +159,8 @@ void forward_task(const detail::Problem& p, const ForwardPlan& plan, const Forwa
   const std::int64_t key_end = mask.end_key_of_rows(task.row_end);
   for (std::int64_t key_begin = mask.first_key_of_rows(row_begin); key_begin < key_end; key_begin += kKeyTile) {
     const std::int64_t keys = std::min(kKeyTile, key_end - key_begin);
-    const KeyTile tile = key_tile<T>(plan, k, v, scratch, plan.key_base[task.batch] + key_begin, kv_head,
-                                        key_begin, keys, d, dv, dv_pad);
+    const KeyTile tile = key_tile<T>(plan, k, v, scratch, plan.key_base[task.batch] + key_begin, kv_head, key_begin,
+                                     keys, d, dv, dv_pad);
     gemm(keys, kQueryTile, d, {tile.k, tile.ld_k, 1}, scratch.q_t, kQueryTile, scratch.scores_t, kQueryTile, false);
     modify_scores_t(mod, mask, scratch.scores_t, row_begin, key_begin, keys,
                     mask.tile_needs_mask(row_begin, task.row_end, key_begin, key_begin + keys));

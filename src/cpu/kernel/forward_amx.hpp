@@ -81,8 +81,8 @@ struct AmxScratch {
 inline void score_block(const AmxScratch& scratch, const VnniKv& kv, std::int64_t kv_head, std::int64_t d32,
                         std::int64_t row0, std::int64_t key0, std::int64_t col0) {
   tile_block(scratch.s + row0 * kAmxKeyTile + col0, kAmxKeyTile * 4, false, scratch.q + row0 * d32, d32 * 2, kBlock,
-             kv.k.tile(kv_head, key0 + col0, 0), kv.k.tile(kv_head, key0 + col0 + amx::kTileRows, 0),
-             kv.k.pair_step(), d32 / kBlock);
+             kv.k.tile(kv_head, key0 + col0, 0), kv.k.tile(kv_head, key0 + col0 + amx::kTileRows, 0), kv.k.pair_step(),
+             d32 / kBlock);
 }
 
 // O[32 x 32 block at (row0, channel0)] += P[row0 .. +32][0 .. keys32] V.
@@ -96,8 +96,8 @@ inline void output_block(const AmxScratch& scratch, const VnniKv& kv, std::int64
 // Online softmax of the row-major tile, keys [0, keys32) of which [0, keys) exist: S -> P (bf16), running
 // max and sum updated, the output rows rescaled.
 inline void online_softmax_rows(const AmxScratch& scratch, const ScoreMod& mod, const MaskPolicy& mask,
-                                std::int64_t row_begin, std::int64_t rows, std::int64_t key_begin,
-                                std::int64_t keys, std::int64_t keys32, std::int64_t dv32, bool needs_mask) {
+                                std::int64_t row_begin, std::int64_t rows, std::int64_t key_begin, std::int64_t keys,
+                                std::int64_t keys32, std::int64_t dv32, bool needs_mask) {
   const bool fast = !needs_mask && mod.plain() && keys == keys32;
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t row = row_begin + r;

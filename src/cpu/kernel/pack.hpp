@@ -14,8 +14,7 @@ namespace {
 // Copies `tokens_of(b)` tokens of every sequence b, token t to row base[b] + t of each head.
 template <typename T, typename TokensOf>
 void pack_heads(const detail::Problem& p, const detail::TokenTensor& src, bool query_side, std::int64_t heads,
-                std::int64_t dim, const std::int64_t* base, const PackedHeads& dst, int threads,
-                TokensOf tokens_of) {
+                std::int64_t dim, const std::int64_t* base, const PackedHeads& dst, int threads, TokensOf tokens_of) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (std::int64_t b = 0; b < p.batch; ++b) {
     for (std::int64_t h = 0; h < heads; ++h) {
