@@ -177,6 +177,20 @@ void compute_delta(const detail::Problem& p, const BackwardPlan& plan) {
   }
 }
 
+// dk, dv of the keys a sequence has past seqused_k: zero (those keys take no part).
+template <typename T>
+void zero_unused_key_grads(const detail::Problem& p, std::int64_t b, std::int64_t kv_head) {
+  if (!p.varlen) return;
+  const detail::SequenceSpan seq = p.sequence(b);
+  const std::int64_t keys_total = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
+  const auto dk = head_rows<T>(p.dk, b, seq.k_begin, kv_head);
+  const auto dv = head_rows<T>(p.dv, b, seq.k_begin, kv_head);
+  for (std::int64_t j = seq.seqlen_k; j < keys_total; ++j) {
+    store_zero_row(dk.row(j), p.head_dim);
+    store_zero_row(dv.row(j), p.head_dim_v);
+  }
+}
+
 // dq = sum over chunks of the partials, in chunk order; dk, dv of keys past seqused_k are zero.
 template <typename T>
 void finish_backward(const detail::Problem& p, const BackwardPlan& plan) {
@@ -193,14 +207,7 @@ void finish_backward(const detail::Problem& p, const BackwardPlan& plan) {
         }
         store_row(sum, dq.row(i), p.head_dim, 1.0f);
       }
-      if (!p.varlen || h >= p.heads_kv) continue;
-      const std::int64_t keys_total = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
-      const auto dk = head_rows<T>(p.dk, b, seq.k_begin, h);
-      const auto dv = head_rows<T>(p.dv, b, seq.k_begin, h);
-      for (std::int64_t j = seq.seqlen_k; j < keys_total; ++j) {
-        store_zero_row(dk.row(j), p.head_dim);
-        store_zero_row(dv.row(j), p.head_dim_v);
-      }
+      if (h < p.heads_kv) zero_unused_key_grads<T>(p, b, h);
     }
   }
 }

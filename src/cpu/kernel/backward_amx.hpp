@@ -259,14 +259,7 @@ inline void finish_backward_amx(const detail::Problem& p, const BackwardPlan& pl
           dst[c] = from_float<BFloat16>(sum);
         }
       }
-      if (!p.varlen || h >= p.heads_kv) continue;
-      const std::int64_t keys_total = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
-      const auto dk = head_rows<BFloat16>(p.dk, b, seq.k_begin, h);
-      const auto dv = head_rows<BFloat16>(p.dv, b, seq.k_begin, h);
-      for (std::int64_t j = seq.seqlen_k; j < keys_total; ++j) {
-        store_zero_row(dk.row(j), p.head_dim);
-        store_zero_row(dv.row(j), p.head_dim_v);
-      }
+      if (h < p.heads_kv) zero_unused_key_grads<BFloat16>(p, b, h);
     }
   }
 }

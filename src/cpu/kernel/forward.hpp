@@ -126,6 +126,21 @@ KeyTile key_tile(const ForwardPlan& plan, const HeadRows<const T>& k, const Head
   return {scratch.k_rows, d, scratch.v_rows, dv_pad};
 }
 
+// out = O / l and lse = m + log(l) for rows that saw a key; 0 and -inf for the others.
+template <typename T>
+void write_output_rows(const float* o, std::int64_t ld_o, const float* row_max, const float* row_sum,
+                       const HeadRows<T>& out, float* lse, std::int64_t row_begin, std::int64_t rows, std::int64_t dv) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    if (row_sum[r] > 0.0f) {
+      store_row(o + r * ld_o, out.row(row_begin + r), dv, 1.0f / row_sum[r]);
+      lse[row_begin + r] = (row_max[r] + std::log2(row_sum[r])) * kLn2;
+    } else {
+      store_zero_row(out.row(row_begin + r), dv);
+      lse[row_begin + r] = kNegInf;
+    }
+  }
+}
+
 template <typename T>
 void forward_task(const detail::Problem& p, const ForwardPlan& plan, const ForwardTask& task,
                   const ForwardScratch& scratch) {
@@ -174,16 +189,7 @@ void forward_task(const detail::Problem& p, const ForwardPlan& plan, const Forwa
     gemm(rows, dv_pad, keys, {scratch.scores_t, 1, kQueryTile}, tile.v, tile.ld_v, scratch.o, dv_pad, true);
   }
 
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float sum = scratch.row_sum[r];
-    if (sum > 0.0f) {
-      store_row(scratch.o + r * dv_pad, out.row(row_begin + r), dv, 1.0f / sum);
-      lse[row_begin + r] = (scratch.row_max[r] + std::log2(sum)) * kLn2;
-    } else {
-      store_zero_row(out.row(row_begin + r), dv);
-      lse[row_begin + r] = kNegInf;
-    }
-  }
+  write_output_rows(scratch.o, dv_pad, scratch.row_max, scratch.row_sum, out, lse, row_begin, rows, dv);
 }
 
 template <typename T>

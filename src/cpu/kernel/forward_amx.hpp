@@ -185,16 +185,7 @@ inline void forward_task_amx(const detail::Problem& p, const VnniKv& kv, const F
     }
   }
 
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float sum = scratch.row_sum[r];
-    if (sum > 0.0f) {
-      store_row(scratch.o + r * dv32, out.row(row_begin + r), dv, 1.0f / sum);
-      lse[row_begin + r] = (scratch.row_max[r] + std::log2(sum)) * kLn2;
-    } else {
-      store_zero_row(out.row(row_begin + r), dv);
-      lse[row_begin + r] = kNegInf;
-    }
-  }
+  write_output_rows(scratch.o, dv32, scratch.row_max, scratch.row_sum, out, lse, row_begin, rows, dv);
 }
 
 inline void run_forward_amx(const detail::Problem& p, const ForwardPlan& plan) {
