@@ -109,7 +109,8 @@ def plot(table, path):
             heights = [table[key].get(impl, 0.0) for key in keys]
             axis.bar([p + offset for p in positions], heights, bar_width, label=label)
         axis.set_xticks(list(positions))
-        axis.set_xticklabels([f"{key[1]} {key[8]}\n{shape_label(key)}" for key in keys], fontsize=7)
+        axis.set_xticklabels([f"{key[1]} {key[8]}\n{shape_label(key)}" for key in keys], fontsize=7, rotation=30,
+                             ha="right")
         axis.set_ylabel("GFLOP/s")
         axis.set_title(f"{threads} thread{'' if threads == 1 else 's'} (b, h, s, d, causal)")
         axis.legend()
