@@ -13,6 +13,7 @@
 
 #include "kernel/amx_tiles.hpp"
 #include "kernel/convert.hpp"
+#include "kernel/pack.hpp"
 #include "kernel/simd.hpp"
 #include "kernel/tensor_access.hpp"
 #include "problem.hpp"

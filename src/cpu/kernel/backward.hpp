@@ -220,13 +220,9 @@ void run_backward_typed(const detail::Problem& p, const BackwardPlan& plan) {
   const std::int64_t d_pad = round_up(p.head_dim, kLanes);
   const std::int64_t dv_pad = round_up(p.head_dim_v, kLanes);
   const std::int64_t task_count = static_cast<std::int64_t>(plan.tasks.size());
-  const std::int64_t accum_rows = plan.chunks * p.heads_q * plan.rows_total;
+  parallel_zero(plan.dq_accum.data(), sizeof(float) * plan.dq_accum.size(), plan.threads);
 #pragma omp parallel num_threads(plan.threads)
   {
-#pragma omp for schedule(static)
-    for (std::int64_t r = 0; r < accum_rows; ++r) {
-      std::memset(plan.dq_accum.data() + r * plan.dq_ld, 0, sizeof(float) * plan.dq_ld);
-    }
     FloatBuffer storage(static_cast<std::size_t>(BackwardScratch::floats(d_pad, dv_pad)));
     const BackwardScratch scratch = BackwardScratch::carve(storage.data(), d_pad, dv_pad);
 #pragma omp for schedule(dynamic, 1)

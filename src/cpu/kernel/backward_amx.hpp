@@ -43,7 +43,7 @@ inline VnniQdo pack_vnni_qdo(const detail::Problem& p, const BackwardPlan& plan)
   const std::int64_t do_elems = ChannelPairs::elems(p.heads_q, plan.vnni_rows, p.head_dim_v);
   packed.storage = FloatBuffer(static_cast<std::size_t>(q_elems + do_elems));  // 2 x (q + do) bf16 values
   auto* bits = reinterpret_cast<std::uint16_t*>(packed.storage.data());
-  std::memset(bits, 0, sizeof(float) * static_cast<std::size_t>(q_elems + do_elems));
+  parallel_zero(bits, sizeof(float) * static_cast<std::size_t>(q_elems + do_elems), plan.threads);
   const std::int64_t q_blocks = round_up_block(p.head_dim) / amx::kFloatsPerRow;
   const std::int64_t do_blocks = round_up_block(p.head_dim_v) / amx::kFloatsPerRow;
   packed.q_pairs = {bits, plan.vnni_rows, round_up_block(p.head_dim) / 2};
@@ -270,7 +270,7 @@ inline void run_backward_amx(const detail::Problem& p, const BackwardPlan& plan)
   const std::int64_t d32 = round_up_block(p.head_dim);
   const std::int64_t dv32 = round_up_block(p.head_dim_v);
   const std::int64_t task_count = static_cast<std::int64_t>(plan.tasks.size());
-  std::memset(plan.dq_accum.data(), 0, sizeof(float) * plan.dq_accum.size());
+  parallel_zero(plan.dq_accum.data(), sizeof(float) * plan.dq_accum.size(), plan.threads);
 #pragma omp parallel num_threads(plan.threads)
   {
     FloatBuffer storage(static_cast<std::size_t>(AmxGradScratch::floats(d32, dv32)));

@@ -46,7 +46,7 @@ inline VnniKv pack_vnni(const detail::Problem& p, const ForwardPlan& plan) {
   const std::int64_t v_elems = TokenPairs::elems(p.heads_kv, plan.vnni_keys, p.head_dim_v);
   packed.storage = FloatBuffer(static_cast<std::size_t>((k_elems + v_elems + 1) / 2));
   auto* bits = reinterpret_cast<std::uint16_t*>(packed.storage.data());
-  std::memset(bits, 0, sizeof(std::uint16_t) * static_cast<std::size_t>(k_elems + v_elems));
+  parallel_zero(bits, sizeof(std::uint16_t) * static_cast<std::size_t>(k_elems + v_elems), plan.threads);
   packed.k = {bits, plan.vnni_keys, round_up_block(p.head_dim) / 2};
   packed.v = {bits + k_elems, plan.vnni_keys, round_up_block(p.head_dim_v) / amx::kFloatsPerRow};
   pack_tokens(p, p.k, false, p.heads_kv, p.head_dim, packed.key_base, packed.k, plan.threads);
