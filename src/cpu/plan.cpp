@@ -19,6 +19,20 @@ constexpr std::int64_t kMaxPackedKvBytes = std::int64_t{1} << 30;
 
 std::int64_t padded(std::int64_t dim) { return (dim + kRowPadding - 1) / kRowPadding * kRowPadding; }
 
+// Token bases for the AMX tile layouts: each sequence's queries (or keys) from a multiple of `tile`, so that
+// no tile straddles two sequences. Returns the padded total.
+std::int64_t aligned_bases(const detail::Problem& p, bool queries, std::int64_t tile,
+                           std::vector<std::int64_t>& bases) {
+  bases.resize(static_cast<std::size_t>(p.batch));
+  std::int64_t total = 0;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    bases[b] = total;
+    const detail::SequenceSpan seq = p.sequence(b);
+    total += ((queries ? seq.seqlen_q : seq.seqlen_k) + tile - 1) / tile * tile;
+  }
+  return total;
+}
+
 PackedHeads allocate_packed(std::int64_t heads, std::int64_t tokens, std::int64_t dim) {
   PackedHeads packed;
   packed.tokens = tokens;
@@ -81,11 +95,7 @@ ForwardPlan plan_forward(const detail::Problem& p, bool vnni) {
   const std::int64_t packed_bytes =
       p.heads_kv * keys_total * (padded(p.head_dim) + padded(p.head_dim_v)) * std::int64_t{sizeof(float)};
   if (vnni) {
-    plan.vnni_key_base.resize(static_cast<std::size_t>(p.batch));
-    for (std::int64_t b = 0; b < p.batch; ++b) {
-      plan.vnni_key_base[b] = plan.vnni_keys;
-      plan.vnni_keys += (p.sequence(b).seqlen_k + kAmxKeyTile - 1) / kAmxKeyTile * kAmxKeyTile;
-    }
+    plan.vnni_keys = aligned_bases(p, false, kAmxKeyTile, plan.vnni_key_base);
   } else if (max_query_tiles * p.group_size() > 1 && packed_bytes <= kMaxPackedKvBytes) {
     plan.k = allocate_packed(p.heads_kv, keys_total, p.head_dim);
     plan.v = allocate_packed(p.heads_kv, keys_total, p.head_dim_v);
@@ -106,13 +116,7 @@ BackwardPlan plan_backward(const detail::Problem& p, bool vnni) {
   }
   plan.rows_total = p.varlen ? (p.batch > 0 ? p.cu_seqlens_q[p.batch] : 0) : p.batch * p.seqlen_q;
   plan.dq_ld = padded(p.head_dim);
-  if (vnni) {
-    plan.vnni_row_base.resize(static_cast<std::size_t>(p.batch));
-    for (std::int64_t b = 0; b < p.batch; ++b) {
-      plan.vnni_row_base[b] = plan.vnni_rows;
-      plan.vnni_rows += (p.sequence(b).seqlen_q + kBackwardQueryTile - 1) / kBackwardQueryTile * kBackwardQueryTile;
-    }
-  }
+  if (vnni) plan.vnni_rows = aligned_bases(p, true, kBackwardQueryTile, plan.vnni_row_base);
   // Rows of one chunk's dQ partials, and their length.
   const std::int64_t dq_rows = vnni ? plan.vnni_rows : plan.rows_total;
   const std::int64_t dq_row_floats =

@@ -17,12 +17,14 @@
 #include "kernel/simd.hpp"
 #include "kernel/tensor_access.hpp"
 #include "problem.hpp"
+#include "tiles.hpp"
 
 namespace flashattn::cpu {
 namespace {
 
 inline constexpr std::int64_t kTileElems = amx::kTileRows * amx::kBf16PerRow;  // bf16 values of one tile
 inline constexpr std::int64_t kBlock = 2 * amx::kTileRows;                     // 32: the side of a 2 x 2 block of tiles
+static_assert(kBlock == kAmxChannelBlock, "the plan pads channels to whole blocks");
 
 inline std::int64_t round_up_block(std::int64_t x) { return round_up(x, kBlock); }
 
