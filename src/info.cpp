@@ -4,6 +4,9 @@
 
 #include "cpu/backend.hpp"
 #include "cuda/device_info.hpp"
+#if defined(FLASHATTN_WITH_CUDA)
+#include "cuda/backend.hpp"
+#endif
 #include "flashattn/version.hpp"
 
 namespace flashattn {
@@ -14,8 +17,11 @@ BuildInfo build_info() {
   info.cpu_backend = true;
 #if defined(FLASHATTN_WITH_CUDA)
   info.cuda_compiled = true;
+  info.cuda_kernels = true;
+  info.cuda_archs = cuda::compiled_archs();
+  info.cuda_head_dims = cuda::compiled_head_dims();
+  info.cuda_path = "portable sm_80+ kernels (mma.sync, FlashAttention-2 algorithm)";
 #endif
-  info.cuda_kernels = false;
   info.cpu_isa = cpu::kernels().isa;
   info.cpu_threads = omp_get_max_threads();
   return info;

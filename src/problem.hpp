@@ -6,25 +6,9 @@
 
 #include "flashattn/options.hpp"
 #include "flashattn/tensor.hpp"
+#include "token_tensor.hpp"
 
 namespace flashattn::detail {
-
-// A (batch, token, head, channel) tensor; the channel stride is 1. Element (b, t, h, c) of batch b sits at
-// data + b * batch_stride + (token_begin(b) + t) * token_stride + h * head_stride + c, where token_begin is
-// 0 for batched layouts and cu_seqlens[b] for variable-length ones (then batch_stride is 0).
-struct TokenTensor {
-  void* data = nullptr;
-  std::int64_t batch_stride = 0;
-  std::int64_t token_stride = 0;
-  std::int64_t head_stride = 0;
-};
-
-// The fp32 log-sum-exp: element (b, h, t) at data + b * batch_stride + h * head_stride + token_begin(b) + t.
-struct LseTensor {
-  float* data = nullptr;
-  std::int64_t batch_stride = 0;
-  std::int64_t head_stride = 0;
-};
 
 // One sequence of the batch: where its tokens start and how many there are.
 struct SequenceSpan {
@@ -45,9 +29,10 @@ struct Problem {
   // Batched: the sequence lengths. Variable length: the caller's max_seqlen values.
   std::int64_t seqlen_q = 0;
   std::int64_t seqlen_k = 0;
+  std::int64_t tokens_q = 0;  // variable length: q's packed token count (total_q)
 
   bool varlen = false;
-  const std::int32_t* cu_seqlens_q = nullptr;  // host-readable only on the CPU backend
+  const std::int32_t* cu_seqlens_q = nullptr;  // on the tensors' device: host-readable only for the CPU backend
   const std::int32_t* cu_seqlens_k = nullptr;
   const std::int32_t* seqused_k = nullptr;
 

@@ -178,10 +178,12 @@ void select_backend(const AttentionOptions& options, const Device& device) {
   if (options.backend == Backend::kCUDA && device.type != DeviceType::kCUDA) {
     fail("backend", "the cuda backend needs cuda tensors, got q on " + device_name(device));
   }
+#if !defined(FLASHATTN_WITH_CUDA)
   if (device.type == DeviceType::kCUDA) {
     throw NotSupported("q: tensors on " + device_name(device) +
-                       ": this build has no CUDA attention kernels yet; pass cpu tensors");
+                       ": this build has no CUDA backend (built without nvcc or with -DFLASHATTN_CUDA=OFF)");
   }
+#endif
 }
 
 }  // namespace
@@ -313,8 +315,10 @@ Problem validate(const CallTensors& t, const VarlenSeqlens* varlen, const Attent
   if (options.alibi_slopes) check_alibi(*options.alibi_slopes, p.device, p.batch, p.heads_q, p);
   select_backend(options, p.device);
 
-  // Host-side contents checks (the CPU backend reads them; select_backend has ensured host memory).
-  if (is_varlen) {
+  // Host-side contents checks, for host memory only: reading device memory here would synchronise with
+  // the device. The CUDA kernels trust cu_seqlens and seqused_k, as flash-attn's do.
+  if (is_varlen) p.tokens_q = tokens_q;
+  if (is_varlen && p.device.type == DeviceType::kCPU) {
     check_cu_seqlens("cu_seqlens_q", varlen->cu_seqlens_q, tokens_q, p.seqlen_q, "max_seqlen_q");
     check_cu_seqlens("cu_seqlens_k", varlen->cu_seqlens_k, t.k.shape[0], p.seqlen_k, "max_seqlen_k");
     if (varlen->seqused_k) check_seqused(*varlen->seqused_k, varlen->cu_seqlens_k);

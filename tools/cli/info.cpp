@@ -38,6 +38,10 @@ int run_info_command(int argc, char* const* argv) {
             << " threads by default (OpenMP)\n"
             << "  cuda  compiled in: " << yes_no(info.cuda_compiled)
             << ", attention kernels: " << yes_no(info.cuda_kernels) << "\n";
+  if (info.cuda_kernels) {
+    std::cout << "        " << info.cuda_path << "; architectures " << info.cuda_archs << "; head dims "
+              << info.cuda_head_dims << "\n";
+  }
   const std::vector<CudaDeviceInfo> devices = cuda_devices();
   if (devices.empty()) {
     std::cout << "CUDA devices: no CUDA device found" << (info.cuda_compiled ? "" : " (built without CUDA)") << "\n";

@@ -1,0 +1,290 @@
+// The portable backward kernel (FlashAttention-2 algorithm, sm_80+): dK and dV of one block of keys.
+//
+// A block owns block_n keys of one (batch, KV head). K and V stay in shared memory; the query tiles of
+// every query head of the KV head's group stream through two buffers (Q, dO, the row's lse and
+// rowsum(dO * O)). Per query tile:
+//   S^T = K Q^T, dP^T = V dO^T                       (recomputed; keys along the rows)
+//   P^T = exp2(x - lse), dS^T = P^T (dP^T - D)       (registers -> shared memory, in the input dtype)
+//   dV += P^T dO, dK += dS^T Q                       (fp32 registers for the whole loop)
+//   dQ += dS K                                       (fp32 atomics into a work buffer, unless deterministic)
+// The group's query heads are summed in registers, so GQA needs no atomics for dK and dV.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/device/ptx.cuh"
+#include "cuda/device/sequence.cuh"
+#include "cuda/device/smem.cuh"
+#include "cuda/device/warp_gemm.cuh"
+#include "cuda/params.hpp"
+#include "cuda/tiles.hpp"
+
+namespace flashattn::cuda {
+
+template <class T, int kHeadDim>
+struct BackwardKernelShape {
+  static constexpr BackwardTile kTile = backward_tile(kHeadDim);
+  static constexpr int kThreads = kTile.threads();
+  static constexpr int kWarps = kTile.warps;
+  static constexpr int kBlockM = kTile.block_m;
+  static constexpr int kBlockN = kTile.block_n;
+  using QLayout = device::SmemLayout<kBlockM, kHeadDim>;  // Q and dO
+  using KLayout = device::SmemLayout<kBlockN, kHeadDim>;  // K and V
+  using PLayout = device::SmemLayout<kBlockN, kBlockM>;   // P^T and dS^T
+  // S^T and dP^T: each warp owns sdp_keys x sdp_queries.
+  static constexpr int kSdpKeys = kBlockN / kTile.sdp_warps_n;
+  static constexpr int kSdpQueries = kBlockM / (kWarps / kTile.sdp_warps_n);
+  // dK and dV: each warp owns kv_keys x kv_dims.
+  static constexpr int kKvKeys = kBlockN / kTile.kv_warps_n;
+  static constexpr int kKvDims = kHeadDim / (kWarps / kTile.kv_warps_n);
+  // dQ: each warp owns dq_rows x dq_dims.
+  static constexpr int kDqRows = kBlockM / kTile.dq_warps_m;
+  static constexpr int kDqDims = kHeadDim / (kWarps / kTile.dq_warps_m);
+  // The register budget: S^T / dP^T are computed 32 queries at a time, dQ 64 channels at a time.
+  static constexpr int kSdpQueryChunk = kSdpQueries < 32 ? kSdpQueries : 32;
+  static constexpr int kDqDimChunk = kDqDims < 64 ? kDqDims : 64;
+  static_assert(kSdpKeys % 16 == 0 && kSdpQueries % 16 == 0 && kKvKeys % 16 == 0 && kKvDims % 16 == 0 &&
+                    kDqRows % 16 == 0 && kDqDims % 16 == 0,
+                "warp blocks must be whole 16 x 16 tiles");
+
+  static constexpr int kTileBytes = static_cast<int>(sizeof(T));
+  static constexpr int kSmemBytes =
+      (2 * KLayout::kElements + 4 * QLayout::kElements + 2 * PLayout::kElements) * kTileBytes +
+      4 * kBlockM * static_cast<int>(sizeof(float));
+};
+
+namespace device {
+
+// cp.async of kBlockM fp32 row values (lse or rowsum), zero past `valid` (those rows are masked anyway).
+template <int kBlockM>
+__device__ __forceinline__ void copy_rows_async(float* smem, const float* global, int valid, int thread) {
+  if (thread < kBlockM) {
+    const bool ok = thread < valid;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_address(smem + thread)),
+                 "l"(ok ? global + thread : global), "r"(ok ? 4 : 0));
+  }
+}
+
+template <class T, int kHeadDim>
+__global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_tile(kHeadDim).min_blocks_per_sm)
+    backward_kernel(const __grid_constant__ BackwardParams p, bool accumulate_dq) {
+  constexpr BackwardTile kTile = backward_tile(kHeadDim);
+  using Shape = BackwardKernelShape<T, kHeadDim>;
+  using QLayout = typename Shape::QLayout;
+  using KLayout = typename Shape::KLayout;
+  using PLayout = typename Shape::PLayout;
+  constexpr int kThreads = Shape::kThreads;
+  constexpr int kBlockM = Shape::kBlockM;
+  constexpr int kBlockN = Shape::kBlockN;
+
+  extern __shared__ __align__(128) unsigned char smem_bytes[];
+  T* const smem_k = reinterpret_cast<T*>(smem_bytes);
+  T* const smem_v = smem_k + KLayout::kElements;
+  // Double buffers: Q at smem_q + buffer * kQElements, dO after them; lse and rowsum likewise.
+  constexpr int kQElements = QLayout::kElements;
+  T* const smem_q = smem_v + KLayout::kElements;
+  T* const smem_do = smem_q + 2 * kQElements;
+  T* const smem_p = smem_do + 2 * kQElements;
+  T* const smem_ds = smem_p + PLayout::kElements;
+  float* const smem_lse = reinterpret_cast<float*>(smem_ds + PLayout::kElements);
+  float* const smem_dot = smem_lse + 2 * kBlockM;
+
+  const int n_block = blockIdx.x;
+  const int head_kv = blockIdx.y;
+  const int batch = blockIdx.z;
+  const Sequence seq = Sequence::of(p, batch);
+  const int n0 = n_block * kBlockN;
+  if (n0 >= seq.seqlen_k_stored) return;
+  const int keys = max(0, min(kBlockN, seq.seqlen_k - n0));
+  const int group = p.heads_q / p.heads_kv;
+
+  const int thread = threadIdx.x;
+  const int lane = thread % kWarpSize;
+  const int warp = thread / kWarpSize;
+  const int sdp_key0 = (warp % kTile.sdp_warps_n) * Shape::kSdpKeys;
+  const int sdp_query0 = (warp / kTile.sdp_warps_n) * Shape::kSdpQueries;
+  const int kv_key0 = (warp % kTile.kv_warps_n) * Shape::kKvKeys;
+  const int kv_dim0 = (warp / kTile.kv_warps_n) * Shape::kKvDims;
+  const int dq_row0 = (warp % kTile.dq_warps_m) * Shape::kDqRows;
+  const int dq_dim0 = (warp / kTile.dq_warps_m) * Shape::kDqDims;
+
+  const MaskPolicy mask = MaskPolicy::of(p, seq);
+  int m_first = 0;
+  int m_end = 0;
+  if (keys > 0) mask.query_tiles<kBlockM>(n0, n0 + keys, m_first, m_end);
+  const int tiles_per_head = m_end - m_first;
+  const int steps = tiles_per_head * group;
+
+  // Step s: query head head_kv * group + s / tiles_per_head, query tile m_first + s % tiles_per_head.
+  auto load_step = [&](int step, int buffer) {
+    const int head = head_kv * group + step / tiles_per_head;
+    const int m0 = (m_first + step % tiles_per_head) * kBlockM;
+    const int rows = seq.seqlen_q - m0;
+    copy_tile_async<kThreads, kBlockM, kHeadDim>(
+        (smem_q + buffer * kQElements),
+        GlobalTile<T>{seq.query_row<const T>(p.q, batch, m0, head), p.q.token_stride, rows, p.head_dim}, thread);
+    copy_tile_async<kThreads, kBlockM, kHeadDim>(
+        (smem_do + buffer * kQElements),
+        GlobalTile<T>{seq.query_row<const T>(p.dout, batch, m0, head), p.dout.token_stride, rows, p.head_dim_v},
+        thread);
+    const std::int64_t row = seq.row_index(p.lse_log2.batch_stride, p.lse_log2.head_stride, batch, head, m0);
+    copy_rows_async<kBlockM>((smem_lse + buffer * kBlockM), p.lse_log2.data + row, rows, thread);
+    copy_rows_async<kBlockM>((smem_dot + buffer * kBlockM), p.dot_do_o.data + row, rows, thread);
+  };
+
+  const GlobalTile<T> k_src{seq.key_row<const T>(p.k, batch, n0, head_kv), p.k.token_stride, keys, p.head_dim};
+  const GlobalTile<T> v_src{seq.key_row<const T>(p.v, batch, n0, head_kv), p.v.token_stride, keys, p.head_dim_v};
+  if (steps > 0) {
+    copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k, k_src, thread);
+    copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v, v_src, thread);
+    load_step(0, 0);
+  }
+  cp_async_commit();
+
+  // Lane tables (warp_gemm.cuh) for each way a tile is read.
+  const RowMajorLanes<kHeadDim> kv_as_a(lane);             // K, V as A [m][k]: S^T, dP^T
+  const ColMajorLanes<kHeadDim> qdo_as_b(lane);            // Q, dO as B [n][k]: S^T, dP^T
+  const RowMajorLanes<kBlockM> pds_as_a(lane);             // P^T, dS^T as A [m][k]: dV, dK
+  const RowMajorLanes<kHeadDim> qdo_as_bt(lane, kv_dim0);  // dO, Q as B [k][n]: dV, dK
+  const ColMajorLanes<kBlockM> ds_as_at(lane, dq_row0);    // dS^T as A [k][m]: dQ
+  const RowMajorLanes<kHeadDim> k_as_bt(lane, dq_dim0);    // K as B [k][n]: dQ
+  Accumulator<Shape::kKvKeys / 16, Shape::kKvDims / 8> dk;
+  Accumulator<Shape::kKvKeys / 16, Shape::kKvDims / 8> dv;
+  dk.zero();
+  dv.zero();
+  ScoreMod mod;
+  mod.scale = p.scale;
+  mod.softcap = p.softcap;
+  mod.offset = mask.offset;
+
+  for (int step = 0; step < steps; ++step) {
+    const int buffer = step % 2;
+    const int head = head_kv * group + step / tiles_per_head;
+    const int m0 = (m_first + step % tiles_per_head) * kBlockM;
+    cp_async_wait<0>();
+    __syncthreads();  // this step's tiles have landed; every warp is done with the previous step
+    if (step + 1 < steps) load_step(step + 1, buffer ^ 1);
+    cp_async_commit();
+
+    // S^T and dP^T a chunk of queries at a time: the fp32 scores of the whole tile next to the dK and dV
+    // accumulators spilled registers (seen in ptxas -v and as local-memory traffic under ncu).
+    mod.slope = p.alibi_slopes == nullptr ? 0.0f : p.alibi_slopes[batch * p.alibi_batch_stride + head];
+    const bool modify = !mod.plain();
+    const bool apply_mask = mask.tile_needs_mask(m0, m0 + kBlockM, n0, n0 + kBlockN);
+    const float* lse_rows = smem_lse + buffer * kBlockM;
+    const float* dot_rows = smem_dot + buffer * kBlockM;
+    constexpr int kSdpMTiles = Shape::kSdpKeys / 16;
+    constexpr int kChunk = Shape::kSdpQueryChunk;
+#pragma unroll
+    for (int chunk0 = sdp_query0; chunk0 < sdp_query0 + Shape::kSdpQueries; chunk0 += kChunk) {
+      Accumulator<kSdpMTiles, kChunk / 8> s;
+      Accumulator<kSdpMTiles, kChunk / 8> dp;
+      s.zero();
+      dp.zero();
+      warp_gemm<T, kHeadDim, false, false>(s, operand(smem_k, sdp_key0, kv_as_a),
+                                           operand(smem_q + buffer * kQElements, chunk0, qdo_as_b));
+      warp_gemm<T, kHeadDim, false, false>(dp, operand(smem_v, sdp_key0, kv_as_a),
+                                           operand(smem_do + buffer * kQElements, chunk0, qdo_as_b));
+#pragma unroll
+      for (int mt = 0; mt < kSdpMTiles; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < kChunk / 8; ++nt) {
+          const int query_local = chunk0 + 8 * nt + 2 * (lane % 4);  // and query_local + 1
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int key_local = sdp_key0 + 16 * mt + lane / 4 + 8 * half;
+            float prob[2];
+            float ds[2];
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int i = 2 * half + c;
+              float softcap_grad = 1.0f;
+              const float x = modify ? mod.apply(s.c[mt][nt][i], m0 + query_local + c, n0 + key_local, &softcap_grad)
+                                     : s.c[mt][nt][i] * p.scale_log2;
+              const bool visible = !apply_mask || mask.visible(m0 + query_local + c, n0 + key_local);
+              prob[c] = visible ? fast_exp2(x - lse_rows[query_local + c]) : 0.0f;
+              ds[c] = prob[c] * (dp.c[mt][nt][i] - dot_rows[query_local + c]) * softcap_grad;
+            }
+            store_pair<kBlockN, kBlockM>(smem_p, key_local, query_local, pack_pair<T>(prob[0], prob[1]));
+            store_pair<kBlockN, kBlockM>(smem_ds, key_local, query_local, pack_pair<T>(ds[0], ds[1]));
+          }
+        }
+      }
+    }
+    __syncthreads();  // P^T and dS^T are complete
+
+    warp_gemm<T, kBlockM, false, true>(dv, operand(smem_p, kv_key0, pds_as_a),
+                                       operand(smem_do + buffer * kQElements, 0, qdo_as_bt));
+    warp_gemm<T, kBlockM, false, true>(dk, operand(smem_ds, kv_key0, pds_as_a),
+                                       operand(smem_q + buffer * kQElements, 0, qdo_as_bt));
+
+    if (accumulate_dq) {
+      // dQ a chunk of channels at a time, for the same reason as the query chunks above.
+      const std::int64_t row0 = seq.row_index(p.lse_log2.batch_stride, p.lse_log2.head_stride, batch, head, m0);
+      constexpr int kDqChunk = Shape::kDqDimChunk;
+#pragma unroll
+      for (int dim0 = dq_dim0; dim0 < dq_dim0 + Shape::kDqDims; dim0 += kDqChunk) {
+        Accumulator<Shape::kDqRows / 16, kDqChunk / 8> dq;
+        dq.zero();
+        // A 64-column step moves the (64-column) swizzle pattern by whole groups: a plain pointer offset.
+        warp_gemm<T, kBlockN, true, true>(dq, operand(smem_ds, 0, ds_as_at),
+                                          operand(smem_k + (dim0 - dq_dim0), 0, k_as_bt));
+#pragma unroll
+        for (int mt = 0; mt < Shape::kDqRows / 16; ++mt) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int row = dq_row0 + 16 * mt + lane / 4 + 8 * half;
+            if (m0 + row >= seq.seqlen_q) continue;
+            float* sums = p.dq_accum + (row0 + row) * p.head_dim;
+#pragma unroll
+            for (int nt = 0; nt < kDqChunk / 8; ++nt) {
+              const int col = dim0 + 8 * nt + 2 * (lane % 4);
+              if (col < p.head_dim) atomic_add_pair(sums + col, dq.c[mt][nt][2 * half], dq.c[mt][nt][2 * half + 1]);
+            }
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // dK = scale * sum dS^T Q (dS is the gradient of the raw dot products); keys past seqused_k get zeros.
+  const int stored_keys = min(kBlockN, seq.seqlen_k_stored - n0);
+#pragma unroll
+  for (int mt = 0; mt < Shape::kKvKeys / 16; ++mt) {
+#pragma unroll
+    for (int i = 0; i < 4; i += 2) {
+      const int key = kv_key0 + 16 * mt + lane / 4 + 8 * (i / 2);
+      if (key >= stored_keys) continue;
+      T* dk_row = seq.key_row<T>(p.dk, batch, n0 + key, head_kv);
+      T* dv_row = seq.key_row<T>(p.dv, batch, n0 + key, head_kv);
+#pragma unroll
+      for (int nt = 0; nt < Shape::kKvDims / 8; ++nt) {
+        const int col = kv_dim0 + 8 * nt + 2 * (lane % 4);
+        if (col < p.head_dim) {
+          *reinterpret_cast<std::uint32_t*>(dk_row + col) =
+              pack_pair<T>(dk.c[mt][nt][i] * p.scale, dk.c[mt][nt][i + 1] * p.scale);
+        }
+        if (col < p.head_dim_v) {
+          *reinterpret_cast<std::uint32_t*>(dv_row + col) = pack_pair<T>(dv.c[mt][nt][i], dv.c[mt][nt][i + 1]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace device
+
+template <class T, int kHeadDim>
+void launch_backward(const BackwardParams& p, bool accumulate_dq, cudaStream_t stream) {
+  constexpr BackwardTile kTile = backward_tile(kHeadDim);
+  using Shape = BackwardKernelShape<T, kHeadDim>;
+  auto* kernel = &device::backward_kernel<T, kHeadDim>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes);
+  const dim3 grid((p.seqlen_k + Shape::kBlockN - 1) / Shape::kBlockN, p.heads_kv, p.batch);
+  kernel<<<grid, Shape::kThreads, Shape::kSmemBytes, stream>>>(p, accumulate_dq);
+}
+
+}  // namespace flashattn::cuda

@@ -1,0 +1,92 @@
+// Shared-memory tiles of 16-bit elements and the copies in and out of them.
+//
+// A tile is kRows x kCols elements, row-major, stored in 16-byte chunks (8 elements). The chunk index is
+// XOR-swizzled with the row inside each group of 8 chunks, so that the 8 row addresses of one ldmatrix
+// (same logical chunk, 8 consecutive rows) and the 16-byte cp.async writes of a warp land in 8 different
+// bank groups: no bank conflicts on either side.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/device/ptx.cuh"
+
+namespace flashattn::cuda::device {
+
+inline constexpr int kChunkElements = 8;  // 16 bytes of 16-bit elements
+inline constexpr int kSwizzleChunks = 8;  // chunks per swizzle group: 128 bytes, all 32 banks
+
+template <int kRows, int kCols>
+struct SmemLayout {
+  static_assert(kCols % (kChunkElements * kSwizzleChunks) == 0, "tile width must be a multiple of 64 elements");
+  static constexpr int kChunksPerRow = kCols / kChunkElements;
+  static constexpr int kElements = kRows * kCols;
+
+  // Element offset of (row, col); col % 8 is kept, the chunk is swizzled.
+  static __device__ __forceinline__ int offset(int row, int col) {
+    const int chunk = col / kChunkElements;
+    const int swizzled = (chunk & ~(kSwizzleChunks - 1)) | ((chunk ^ row) & (kSwizzleChunks - 1));
+    return row * kCols + swizzled * kChunkElements + col % kChunkElements;
+  }
+};
+
+// A rows x cols window of a global tensor: row r starts at base + r * row_stride. Rows at or past
+// `valid_rows` and columns at or past `valid_cols` (a multiple of 8) read as zeros.
+template <class T>
+struct GlobalTile {
+  const T* base = nullptr;
+  std::int64_t row_stride = 0;
+  int valid_rows = 0;
+  int valid_cols = 0;
+};
+
+// Starts the asynchronous copy of a whole tile by all kThreads threads of the block (commit separately).
+template <int kThreads, int kRows, int kCols, class T>
+__device__ __forceinline__ void copy_tile_async(T* smem, const GlobalTile<T>& src, int thread) {
+  using Layout = SmemLayout<kRows, kCols>;
+  constexpr int kChunks = kRows * Layout::kChunksPerRow;
+  static_assert(kChunks % kThreads == 0, "the tile must split evenly over the threads");
+#pragma unroll
+  for (int i = 0; i < kChunks / kThreads; ++i) {
+    const int chunk = thread + i * kThreads;
+    const int row = chunk / Layout::kChunksPerRow;
+    const int col = (chunk % Layout::kChunksPerRow) * kChunkElements;
+    const bool valid = row < src.valid_rows && col < src.valid_cols;
+    const T* from = valid ? src.base + row * src.row_stride + col : src.base;
+    cp_async_16(smem_address(smem + Layout::offset(row, col)), from, valid);
+  }
+}
+
+// A rows x cols window of a global tensor to write; rows at or past valid_rows and columns at or past
+// valid_cols are skipped.
+template <class T>
+struct GlobalOutTile {
+  T* base = nullptr;
+  std::int64_t row_stride = 0;
+  int valid_rows = 0;
+  int valid_cols = 0;
+};
+
+// Writes a whole tile from shared memory to global memory in 16-byte pieces (after a barrier).
+template <int kThreads, int kRows, int kCols, class T>
+__device__ __forceinline__ void store_tile(const T* smem, const GlobalOutTile<T>& dst, int thread) {
+  using Layout = SmemLayout<kRows, kCols>;
+  constexpr int kChunks = kRows * Layout::kChunksPerRow;
+#pragma unroll
+  for (int i = 0; i < kChunks / kThreads; ++i) {
+    const int chunk = thread + i * kThreads;
+    const int row = chunk / Layout::kChunksPerRow;
+    const int col = (chunk % Layout::kChunksPerRow) * kChunkElements;
+    if (row < dst.valid_rows && col < dst.valid_cols) {
+      *reinterpret_cast<uint4*>(dst.base + row * dst.row_stride + col) =
+          *reinterpret_cast<const uint4*>(smem + Layout::offset(row, col));
+    }
+  }
+}
+
+// Stores a pair of adjacent elements (col even) into a tile.
+template <int kRows, int kCols, class T>
+__device__ __forceinline__ void store_pair(T* smem, int row, int col, std::uint32_t pair) {
+  *reinterpret_cast<std::uint32_t*>(smem + SmemLayout<kRows, kCols>::offset(row, col)) = pair;
+}
+
+}  // namespace flashattn::cuda::device

@@ -1,0 +1,91 @@
+// The online softmax over the rows a warp owns, on m16n8 accumulators: each thread holds two rows per
+// m-tile (lane / 4 and lane / 4 + 8); a row is spread over the 4 threads of a quad.
+#pragma once
+
+#include <math_constants.h>
+
+#include "cuda/device/ptx.cuh"
+#include "cuda/device/warp_gemm.cuh"
+
+namespace flashattn::cuda::device {
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+template <int kMTiles>
+struct OnlineSoftmax {
+  // Per row: the running maximum of the scores as given (multiply by `scale` for log2 units) and this
+  // thread's share of the running sum of exp2. The quad's shares are added once, at the end.
+  float row_max[kMTiles][2];
+  float row_sum[kMTiles][2];
+
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        row_max[mt][r] = -CUDART_INF_F;
+        row_sum[mt][r] = 0.0f;
+      }
+    }
+  }
+
+  // Scores s (log2 units once multiplied by scale, masked pairs -inf) become probabilities exp2(s * scale -
+  // max * scale); the output accumulator o is rescaled to the new maximum.
+  template <int kNTiles, int kDTiles>
+  __device__ __forceinline__ void update(Accumulator<kMTiles, kNTiles>& s, Accumulator<kMTiles, kDTiles>& o,
+                                         float scale) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float tile_max = row_max[mt][r];
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt)
+          tile_max = fmaxf(tile_max, fmaxf(s.c[mt][nt][2 * r], s.c[mt][nt][2 * r + 1]));
+        tile_max = quad_max(tile_max);
+        // A row that has seen only masked keys keeps max -inf; subtracting 0 instead keeps exp2 at 0, not NaN.
+        const float base = tile_max == -CUDART_INF_F ? 0.0f : tile_max * scale;
+        const float correction = fast_exp2(row_max[mt][r] * scale - base);
+        row_max[mt][r] = tile_max;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+          for (int i = 2 * r; i < 2 * r + 2; ++i) {
+            s.c[mt][nt][i] = fast_exp2(fmaf(s.c[mt][nt][i], scale, -base));
+            sum += s.c[mt][nt][i];
+          }
+        }
+        row_sum[mt][r] = row_sum[mt][r] * correction + sum;
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; ++dt) {
+          o.c[mt][dt][2 * r] *= correction;
+          o.c[mt][dt][2 * r + 1] *= correction;
+        }
+      }
+    }
+  }
+
+  // Ends the pass: 1 / rowsum per row (0 for rows that saw no key) and the natural-log lse (-inf there).
+  __device__ __forceinline__ void finish(float (&inverse_sum)[kMTiles][2], float (&lse)[kMTiles][2], float scale) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float sum = quad_sum(row_sum[mt][r]);
+        const bool seen = sum > 0.0f;
+        inverse_sum[mt][r] = seen ? 1.0f / sum : 0.0f;
+        lse[mt][r] = seen ? (row_max[mt][r] * scale + log2f(sum)) * kLn2 : -CUDART_INF_F;
+      }
+    }
+  }
+};
+
+}  // namespace flashattn::cuda::device

@@ -1,0 +1,6 @@
+// Backward kernel instances: fp16, head_dim 128 (the main kernel and the deterministic dQ pass).
+#include "cuda/backward/dq_kernel.cuh"
+#include "cuda/backward/kernel.cuh"
+
+template void flashattn::cuda::launch_backward<__half, 128>(const BackwardParams&, bool, cudaStream_t);
+template void flashattn::cuda::launch_backward_dq<__half, 128>(const BackwardParams&, cudaStream_t);

@@ -1,0 +1,82 @@
+// The tile table of the portable (sm_80+) kernels: every size a kernel is compiled with, per head
+// dimension, in one place. Head dimensions are compiled at 64, 128 and 256; others round up.
+#pragma once
+
+namespace flashattn::cuda {
+
+inline constexpr int kCompiledHeadDims[] = {64, 128, 256};
+inline constexpr int kWarpSize = 32;
+
+// Forward: each warp owns kMTiles * 16 query rows of a kWarps * kMTiles * 16-row block and walks the keys
+// kBlockN at a time. K and V tiles are double-buffered (cp.async). kQInRegisters keeps the warp's Q
+// fragments in registers for the whole loop instead of re-reading them from shared memory per key tile.
+struct ForwardTile {
+  int warps;
+  int m_tiles;
+  int block_n;
+  bool q_in_registers;
+  int min_blocks_per_sm;
+
+  constexpr int threads() const { return warps * kWarpSize; }
+  constexpr int block_m() const { return warps * m_tiles * 16; }
+};
+
+constexpr ForwardTile forward_tile(int head_dim) {
+#if defined(FLASHATTN_DEV_FWD_WARPS)
+  if (head_dim > 0) {
+    return {FLASHATTN_DEV_FWD_WARPS, FLASHATTN_DEV_FWD_MTILES, FLASHATTN_DEV_FWD_N, FLASHATTN_DEV_FWD_QREG,
+            FLASHATTN_DEV_FWD_MINB};
+  }
+#endif
+  // Measured on an H100 (bf16, batch x seqlen = 16k, seqlen 8k, TFLOP/s non-causal / causal), 2026-11-26:
+  //   d = 64:  4 warps x 2 m-tiles, Q re-read from shared memory   306 / 280 (Q in registers 293 / 264;
+  //            8 warps x 2 m-tiles 286 / 239). Two m-tiles per warp reuse each K/V fragment twice.
+  //   d = 128: 8 warps x 1 m-tile, Q in registers                  309 / 286 (4 x 2 with block_n 32:
+  //            310 / 276; 8 x 2: 309 / 261). One m-tile leaves registers for the 16 x 128 accumulator.
+  //   d = 256: 8 warps x 1 m-tile, block_n 64                       271 / 243 (block_n 32: 265 / 238;
+  //            4 warps: 239 / 217).
+  if (head_dim <= 64) return {4, 2, 64, false, 2};
+  if (head_dim <= 128) return {8, 1, 64, true, 1};
+  return {8, 1, 64, false, 1};
+}
+
+// Backward: a block owns block_n keys of one KV head and walks the query tiles (block_m rows) of every
+// query head of its group. Warp layouts per product:
+//   S^T, dP^T (block_n x block_m): sdp_warps_n x (warps / sdp_warps_n)
+//   dK, dV (block_n x head_dim):   kv_warps_n x (warps / kv_warps_n)
+//   dQ (block_m x head_dim):       dq_warps_m x (warps / dq_warps_m)
+struct BackwardTile {
+  int warps;
+  int block_m;
+  int block_n;
+  int sdp_warps_n;
+  int kv_warps_n;
+  int dq_warps_m;
+  int min_blocks_per_sm;
+
+  constexpr int threads() const { return warps * kWarpSize; }
+};
+
+constexpr BackwardTile backward_tile(int head_dim) {
+#if defined(FLASHATTN_DEV_BWD_WARPS)
+  if (head_dim > 0) {
+    return {FLASHATTN_DEV_BWD_WARPS, FLASHATTN_DEV_BWD_M,  FLASHATTN_DEV_BWD_N,   FLASHATTN_DEV_BWD_SDP,
+            FLASHATTN_DEV_BWD_KV,    FLASHATTN_DEV_BWD_DQ, FLASHATTN_DEV_BWD_MINB};
+  }
+#endif
+  if (head_dim <= 64) return {8, 64, 128, 8, 8, 4, 1};
+  // d = 128 on an H100 (seqlen 8k, non-causal / causal TFLOP/s, 2026-11-26): warps of 32 keys x 32 queries
+  // for S^T and 32 keys x 64 channels for dK, dV: 166 / 155; warps of 16 keys: 152 / 143.
+  if (head_dim <= 128) return {8, 64, 128, 4, 4, 4, 1};
+  return {8, 64, 64, 4, 4, 4, 1};
+}
+
+// The deterministic backward's dQ pass: a block owns block_m query rows and walks the keys.
+constexpr ForwardTile dq_tile(int head_dim) {
+  if (head_dim <= 128) return {4, 1, 64, false, 2};
+  return {4, 1, 32, false, 1};
+}
+
+constexpr int compiled_head_dim(int head_dim) { return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : 256; }
+
+}  // namespace flashattn::cuda
