@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include "device_memory.hpp"
 
 namespace flashattn::test {
 namespace {
@@ -101,9 +104,13 @@ std::vector<bool> lse_columns_from(std::int64_t heads, std::int64_t tokens, std:
   return mask;
 }
 
-// Storage outside every output view must still hold the poison.
+// Storage outside every output view must still hold the poison, and so must the guards around its device copy.
 testing::AssertionResult untouched_outside(const std::string& what, const std::vector<const Tensor*>& views) {
   const Storage& storage = *views.front()->storage;
+  if (storage.device_copy) {
+    testing::AssertionResult guards = device_guards_intact(storage);
+    if (!guards) return testing::AssertionFailure() << what << ": " << guards.message();
+  }
   std::vector<const TensorView*> view_list;
   for (const Tensor* t : views) view_list.push_back(&t->view);
   const std::vector<bool> covered = covered_elements(storage, view_list);
@@ -139,6 +146,56 @@ testing::AssertionResult zero_rows_where_masked(const std::string& what, const s
   return testing::AssertionSuccess();
 }
 
+// The distinct storages under some tensors (packed q/k/v views share one); tensors without storage (the
+// index tensors of a batched case) are left out.
+std::vector<Storage*> distinct_storages(const std::vector<const Tensor*>& tensors) {
+  std::vector<Storage*> storages;
+  std::set<const Storage*> seen;
+  for (const Tensor* t : tensors) {
+    if (t->storage && seen.insert(t->storage.get()).second) storages.push_back(t->storage.get());
+  }
+  return storages;
+}
+
+// Waits for the case's stream, then copies the tensors' device copies back into their host storages.
+void copy_to_host(const Instance& c, const std::vector<const Tensor*>& tensors) {
+  void* stream = c.args.options.stream;
+  finish(stream);
+  for (Storage* storage : distinct_storages(tensors)) download(*storage, stream);
+}
+
+// The library's arguments for c: the host views themselves, or for a CUDA case the views of the device
+// copies of every storage (made here).
+Arguments make_arguments(const Instance& c) {
+  Arguments a;
+  a.options = c.options;
+  a.seqlens = c.seqlens;
+  const bool on_cuda = c.on_cuda();
+  if (on_cuda) {
+    for (Storage* storage : distinct_storages({&c.q, &c.k, &c.v, &c.out, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
+                                               &c.cu_seqlens_q, &c.cu_seqlens_k, &c.seqused_k, &c.alibi_slopes})) {
+      copy_to_device(*storage, c.config.device);
+    }
+  }
+  const auto view = [on_cuda](const Tensor& t) { return on_cuda ? device_view(t) : t.view; };
+  a.q = view(c.q);
+  a.k = view(c.k);
+  a.v = view(c.v);
+  a.out = view(c.out);
+  a.lse = view(c.lse);
+  a.dout = view(c.dout);
+  a.dq = view(c.dq);
+  a.dk = view(c.dk);
+  a.dv = view(c.dv);
+  if (a.options.alibi_slopes) a.options.alibi_slopes = view(c.alibi_slopes);
+  if (a.seqlens) {
+    a.seqlens->cu_seqlens_q = view(c.cu_seqlens_q);
+    a.seqlens->cu_seqlens_k = view(c.cu_seqlens_k);
+    if (a.seqlens->seqused_k) a.seqlens->seqused_k = view(c.seqused_k);
+  }
+  return a;
+}
+
 }  // namespace
 
 std::string Config::name() const {
@@ -163,6 +220,7 @@ std::string Config::name() const {
   if (layout != Layout::kDense) n << '_' << layout_name(layout);
   if (num_threads > 0) n << "_thr" << num_threads;
   if (!backward) n << "_fwd";
+  if (deterministic) n << "_det";
   return n.str();
 }
 
@@ -224,31 +282,46 @@ Instance make_instance(const Config& config) {
   o.window_right = config.window_right;
   o.softcap = config.softcap;
   o.num_threads = config.num_threads;
-  o.backend = Backend::kCPU;
+  o.deterministic = config.deterministic;
+  o.backend = config.device.type == DeviceType::kCUDA ? Backend::kCUDA : Backend::kCPU;
   if (config.alibi != Alibi::kNone) {
     c.alibi_slopes = config.alibi == Alibi::kPerHead ? make_dense(DType::kFloat32, {config.heads_q})
                                                      : make_dense(DType::kFloat32, {batch, config.heads_q});
     fill_uniform(c.alibi_slopes, seed_from(name + "/alibi"), kAlibiSlopeLow, kAlibiSlopeHigh);
     o.alibi_slopes = c.alibi_slopes.view;
   }
+  c.args = make_arguments(c);
   return c;
 }
 
 void call_forward(const Instance& c) {
-  if (c.seqlens) {
-    forward_varlen(c.q.view, c.k.view, c.v.view, c.out.view, c.lse.view, *c.seqlens, c.options);
+  const Arguments& a = c.args;
+  if (a.seqlens) {
+    forward_varlen(a.q, a.k, a.v, a.out, a.lse, *a.seqlens, a.options);
   } else {
-    forward(c.q.view, c.k.view, c.v.view, c.out.view, c.lse.view, c.options);
+    forward(a.q, a.k, a.v, a.out, a.lse, a.options);
   }
+  if (c.on_cuda()) copy_to_host(c, {&c.out, &c.lse});
 }
 
 void call_backward(const Instance& c) {
-  if (c.seqlens) {
-    backward_varlen(c.q.view, c.k.view, c.v.view, c.out.view, c.dout.view, c.lse.view, c.dq.view, c.dk.view, c.dv.view,
-                    *c.seqlens, c.options);
+  const Arguments& a = c.args;
+  if (a.seqlens) {
+    backward_varlen(a.q, a.k, a.v, a.out, a.dout, a.lse, a.dq, a.dk, a.dv, *a.seqlens, a.options);
   } else {
-    backward(c.q.view, c.k.view, c.v.view, c.out.view, c.dout.view, c.lse.view, c.dq.view, c.dk.view, c.dv.view,
-             c.options);
+    backward(a.q, a.k, a.v, a.out, a.dout, a.lse, a.dq, a.dk, a.dv, a.options);
+  }
+  if (c.on_cuda()) copy_to_host(c, {&c.dq, &c.dk, &c.dv});
+}
+
+void copy_outputs_to_host(const Instance& c) {
+  if (c.on_cuda()) copy_to_host(c, {&c.out, &c.lse, &c.dq, &c.dk, &c.dv});
+}
+
+void reset_outputs(const Instance& c) {
+  for (Storage* storage : distinct_storages({&c.out, &c.lse, &c.dq, &c.dk, &c.dv})) {
+    poison(*storage);
+    if (c.on_cuda()) upload(*storage, c.args.options.stream);
   }
 }
 
@@ -332,16 +405,15 @@ void check_backward(const Instance& c, const reference::BackwardResult& ref64, c
   }
 }
 
-void run_case(const Config& config) {
-  SCOPED_TRACE(config.name());
-  const Instance c = make_instance(config);
+void run_instance(const Instance& c) {
+  SCOPED_TRACE(c.config.name());
   using reference::Precision;
   ASSERT_NO_THROW(call_forward(c));
   const auto forward64 = reference::forward(c.q.view, c.k.view, c.v.view, c.options, c.varlen(), Precision::kFloat64);
   const auto forward_naive =
       reference::forward(c.q.view, c.k.view, c.v.view, c.options, c.varlen(), Precision::kInputDType);
   check_forward(c, forward64, forward_naive);
-  if (!config.backward) return;
+  if (!c.config.backward) return;
   ASSERT_NO_THROW(call_backward(c));
   const auto backward64 =
       reference::backward(c.q.view, c.k.view, c.v.view, c.dout.view, c.options, c.varlen(), Precision::kFloat64);
@@ -350,8 +422,12 @@ void run_case(const Config& config) {
   check_backward(c, backward64, backward_naive, forward64.lse);
 }
 
+void run_case(const Config& config) { run_instance(make_instance(config)); }
+
 std::int64_t fully_masked_rows(const Config& config) {
-  const Instance c = make_instance(config);
+  Config on_host = config;  // the reference alone answers: no device copies needed
+  on_host.device = Device::cpu();
+  const Instance c = make_instance(on_host);
   const auto result =
       reference::forward(c.q.view, c.k.view, c.v.view, c.options, c.varlen(), reference::Precision::kFloat64);
   return std::count_if(result.lse.begin(), result.lse.end(), [](double x) { return std::isinf(x); });

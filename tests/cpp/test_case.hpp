@@ -1,5 +1,6 @@
 // One attention test case: its configuration, the tensors built for it, and the checks of the library's
-// results against the reference (FlashAttention-3's rule, see check_close).
+// results against the reference (FlashAttention-3's rule, see check_close). A case runs on the CPU or, with
+// its tensors copied to the GPU (device_memory.hpp), on a CUDA device; the checks are the same.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -47,13 +48,27 @@ struct Config {
   Layout layout = Layout::kDense;
   int num_threads = 0;
   bool backward = true;
+  bool deterministic = false;  // AttentionOptions::deterministic
+
+  // Where the library runs the case: the CPU backend, or the CUDA backend on copies of the tensors in that
+  // device's memory. Not part of the name: each test binary runs one kind of device.
+  Device device = Device::cpu();
 
   bool varlen() const { return !sequences.empty(); }
   // A unique, readable identifier ([A-Za-z0-9_]); it also seeds the inputs.
   std::string name() const;
 };
 
-// The tensors of one case: inputs filled with random normal values, outputs poisoned with NaN.
+// What the library is called with: the host tensors' views for CPU cases; for CUDA cases the same views
+// moved onto the storages' device copies (alibi slopes, cu_seqlens and seqused_k included).
+struct Arguments {
+  TensorView q, k, v, out, lse, dout, dq, dk, dv;
+  AttentionOptions options;
+  std::optional<VarlenSeqlens> seqlens;
+};
+
+// The tensors of one case: inputs filled with random normal values, outputs poisoned with NaN. The host
+// tensors, `options` and `seqlens` are what the reference reads and what the checks look at.
 struct Instance {
   Config config;
   AttentionOptions options;
@@ -61,14 +76,26 @@ struct Instance {
   Tensor dout, dq, dk, dv;
   Tensor cu_seqlens_q, cu_seqlens_k, seqused_k, alibi_slopes;
   std::optional<VarlenSeqlens> seqlens;
+  Arguments args;
 
   const VarlenSeqlens* varlen() const { return seqlens ? &*seqlens : nullptr; }
+  bool on_cuda() const { return config.device.type == DeviceType::kCUDA; }
 };
 
 Instance make_instance(const Config& config);
 
+// Call the library with c.args; for CUDA cases, then wait for the stream in c.args.options and copy the
+// results (out and lse; dq, dk and dv) back into the host tensors.
 void call_forward(const Instance& c);
 void call_backward(const Instance& c);
+
+// Copies every output (out, lse, dq, dk, dv) of a CUDA case back into its host tensor, e.g. after a call that
+// threw, to see that it wrote nothing.
+void copy_outputs_to_host(const Instance& c);
+
+// Poisons every output storage with NaN again (and its device copy), so that the next call is checked as
+// the first was.
+void reset_outputs(const Instance& c);
 
 // FlashAttention-3's rule: max|backend - ref64| <= 2 * max|naive - ref64| + atol, where naive is the
 // reference computed in the input's precision and atol = 2 * u * (max|ref64| + 0.3): twice the rounding
@@ -86,7 +113,9 @@ void check_forward(const Instance& c, const reference::ForwardResult& ref64, con
 void check_backward(const Instance& c, const reference::BackwardResult& ref64, const reference::BackwardResult& naive,
                     const std::vector<double>& ref_lse);
 
-// Builds the case, runs the forward (and the backward when config.backward) and checks every output.
+// Runs the forward (and the backward when config.backward) and checks every output.
+void run_instance(const Instance& c);
+// run_instance on make_instance(config).
 void run_case(const Config& config);
 
 // How many query rows of the case see no key at all (by the float64 reference).

@@ -1,5 +1,6 @@
-// Memory layouts (padded, packed q/k/v, transposed storage), thread counts, bitwise determinism, and the
-// instruction set the CPU kernels run with (ctest runs the grids again for each, see tests/CMakeLists.txt).
+// Memory layouts (layout_grid, grids_options.cpp: padded, packed q/k/v, transposed storage), thread counts,
+// bitwise determinism, and the instruction set the CPU kernels run with (ctest runs the grids again for each,
+// see tests/CMakeLists.txt).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -7,47 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "grids.hpp"
 #include "test_case.hpp"
 
 namespace flashattn::test {
 namespace {
-
-constexpr DType kDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16};
-
-void set_heavy_options(Config& c) {
-  c.causal = true;
-  c.softcap = 2.0f;
-  c.alibi = Alibi::kPerBatch;
-}
-
-std::vector<Config> layout_grid() {
-  std::vector<Config> configs;
-  for (Layout layout : {Layout::kPadded, Layout::kPacked, Layout::kTransposed}) {
-    for (DType dtype : kDTypes) {
-      for (bool heavy : {false, true}) {
-        Config batched;
-        batched.dtype = dtype;
-        batched.layout = layout;
-        batched.batch = 2;
-        batched.seqlen_q = 29;
-        batched.seqlen_k = 29;  // packed q/k/v needs as many queries as keys
-        batched.heads_q = 4;
-        batched.heads_kv = 2;
-        batched.head_dim = 32;
-        batched.head_dim_v = heavy ? 64 : 32;
-        if (heavy) set_heavy_options(batched);
-        configs.push_back(batched);
-
-        Config varlen = batched;
-        varlen.sequences = {{5, 9}, {9, 5}, {0, 0}, {13, 13}};  // 27 query and 27 key tokens
-        varlen.varlen_label = "layout";
-        varlen.trailing_tokens = 2;
-        configs.push_back(varlen);
-      }
-    }
-  }
-  return configs;
-}
 
 std::vector<Config> thread_grid() {
   std::vector<Config> configs;
@@ -102,7 +67,7 @@ TEST_P(Determinism, SameInputsGiveSameBits) {
   const std::vector<const Tensor*> outputs = {&c.out, &c.lse, &c.dq, &c.dk, &c.dv};
   std::vector<std::vector<std::uint64_t>> first;
   for (int run = 0; run < 2; ++run) {
-    for (const Tensor* t : outputs) poison(*t->storage);
+    reset_outputs(c);
     call_forward(c);
     call_backward(c);
     for (std::size_t i = 0; i < outputs.size(); ++i) {

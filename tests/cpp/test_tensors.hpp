@@ -1,5 +1,6 @@
 // Host tensors for the tests: storage that owns the bytes, views over it in the layouts the tests
-// exercise (dense, padded, packed q/k/v, transposed), and element access through the views.
+// exercise (dense, padded, packed q/k/v, transposed), and element access through the views. CUDA cases
+// give the storages device copies (device_memory.hpp) and read the results back into the host bytes.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +13,15 @@
 
 namespace flashattn::test {
 
+struct DeviceCopy;  // a storage's copy in CUDA device memory (device_memory.hpp)
+
 // One allocation; several views may share it (packed q/k/v). Floating-point storage starts as NaN so
 // that a read outside a view or an element left unwritten shows up.
 struct Storage {
   DType dtype = DType::kFloat32;
   std::vector<std::byte> bytes;
+  // CUDA cases: the copy the library reads and writes; null for CPU cases.
+  std::shared_ptr<DeviceCopy> device_copy;
 
   std::int64_t elements() const { return static_cast<std::int64_t>(bytes.size() / dtype_size(dtype)); }
   void* at(std::int64_t offset) { return bytes.data() + offset * dtype_size(dtype); }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "flashattn/info.hpp"
 #include "test_case.hpp"
 
 namespace flashattn::test {
@@ -117,7 +118,7 @@ std::vector<Rule> rules() {
   const float kInf = std::numeric_limits<float>::infinity();
   using enum Api;
   using enum Kind;
-  return {
+  std::vector<Rule> list = {
       // Tensor layout rules, checked for each input.
       rule("q_rank", kForward, kInvalidArgument, "q", {"4 dimensions"}, [](Call& c) { c.q.rank = 3; }),
       rule("k_rank", kForward, kInvalidArgument, "k", {"4 dimensions"}, [](Call& c) { c.k.rank = 2; }),
@@ -261,13 +262,6 @@ std::vector<Rule> rules() {
            }),
       rule("cuda_backend_with_cpu_tensors", kForward, kInvalidArgument, "backend", {"cuda"},
            [](Call& c) { c.options.backend = Backend::kCUDA; }),
-      rule("cuda_tensors_without_kernels", kBackward, kNotSupported, "q", {"cuda"},
-           [](Call& c) {
-             for (TensorView* t : {&c.q, &c.k, &c.v, &c.out, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv}) {
-               t->device = Device::cuda(kCudaDevice);
-             }
-             c.options.backend = Backend::kAuto;
-           }),
 
       // Variable-length index tensors.
       rule("cu_seqlens_q_rank", kForwardVarlen, kInvalidArgument, "cu_seqlens_q", {"dimension"},
@@ -302,6 +296,17 @@ std::vector<Rule> rules() {
       rule("seqused_k_negative", kForwardVarlen, kInvalidArgument, "seqused_k", {"outside"},
            [](Call& c) { static_cast<std::int32_t*>(c.seqlens->seqused_k->data)[0] = -1; }),
   };
+  // A build without the CUDA backend rejects CUDA tensors. One with it would run its kernels on these host
+  // pointers: its CUDA rules are tested on device memory (tests/cuda/test_cuda_validation.cpp).
+  if (!build_info().cuda_compiled) {
+    list.push_back(rule("cuda_tensors_in_cpu_only_build", kBackward, kNotSupported, "q", {"cuda"}, [](Call& c) {
+      for (TensorView* t : {&c.q, &c.k, &c.v, &c.out, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv}) {
+        t->device = Device::cuda(kCudaDevice);
+      }
+      c.options.backend = Backend::kAuto;
+    }));
+  }
+  return list;
 }
 
 class ValidationRule : public testing::TestWithParam<Rule> {};

@@ -1,0 +1,39 @@
+#include "cuda_cases.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <set>
+
+namespace flashattn::test {
+
+std::optional<std::string> cuda_unavailable_reason() {
+  // Asked once per process: the answer cannot change, and a failed query is not retried by the runtime.
+  static const std::optional<std::string> reason = []() -> std::optional<std::string> {
+    int count = 0;
+    const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status != cudaSuccess) {
+      return std::string("no CUDA device: cudaGetDeviceCount failed with ") + cudaGetErrorName(status) + " (" +
+             cudaGetErrorString(status) + ")";
+    }
+    if (count == 0) return std::string("no CUDA device: cudaGetDeviceCount found none");
+    return std::nullopt;
+  }();
+  return reason;
+}
+
+std::vector<Config> on_cuda(const std::vector<Config>& grid) {
+  std::vector<Config> cases;
+  std::set<std::string> names;
+  bool next_is_fp16 = true;
+  for (Config c : grid) {
+    if (c.dtype == DType::kFloat32) {
+      c.dtype = next_is_fp16 ? DType::kFloat16 : DType::kBFloat16;
+      next_is_fp16 = !next_is_fp16;
+    }
+    c.device = Device::cuda(0);
+    if (names.insert(c.name()).second) cases.push_back(c);
+  }
+  return cases;
+}
+
+}  // namespace flashattn::test
