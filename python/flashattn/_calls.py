@@ -1,0 +1,207 @@
+"""attention_forward and attention_backward: the library's two calls on arrays of any framework flashattn
+takes, outputs allocated in that framework (or given by the caller), no autograd. The flash-attn functions
+and the PyTorch custom ops are built on the same native calls."""
+
+from flashattn import _ext
+from flashattn._arrays import framework_of
+
+CAUSAL_ALIGNMENTS = ("bottom_right", "top_left")
+
+
+def window_pair(window_size):
+    """flash-attn's window_size, (left, right), as two ints; ValueError for anything else."""
+    try:
+        left, right = window_size
+    except (TypeError, ValueError):
+        raise ValueError(f"window_size: expected a pair (left, right), got {window_size!r}") from None
+    if not all(isinstance(side, int) and not isinstance(side, bool) for side in (left, right)):
+        raise ValueError(f"window_size: expected two ints (-1 = unbounded), got {window_size!r}")
+    return left, right
+
+
+def check_causal_alignment(causal_alignment):
+    if causal_alignment not in CAUSAL_ALIGNMENTS:
+        raise ValueError(f"causal_alignment: expected one of {CAUSAL_ALIGNMENTS}, got {causal_alignment!r}")
+
+
+def output_shapes(q, v, varlen):
+    """The shapes of out and softmax_lse for these inputs, flash-attn's layouts."""
+    rank = 3 if varlen else 4
+    layout = "(total_q, heads, head_dim)" if varlen else "(batch, seqlen_q, heads, head_dim)"
+    for name, array in (("q", q), ("v", v)):
+        if array.ndim != rank:
+            raise ValueError(f"{name}: expected {rank} dimensions {layout}, got shape {tuple(array.shape)}")
+    out_shape = tuple(q.shape[:-1]) + (v.shape[-1],)
+    if varlen:
+        return out_shape, (q.shape[1], q.shape[0])
+    return out_shape, (q.shape[0], q.shape[2], q.shape[1])
+
+
+def _exported_varlen(framework, varlen):
+    return {
+        name: value if value is None or isinstance(value, int) else framework.export(value)
+        for name, value in varlen.items()
+    }
+
+
+def native_forward(framework, q, k, v, out, lse, varlen, options):
+    """out, lse = attention(q, k, v) through the native module; `varlen` and `options` as `_ext.forward`
+    takes them (keyword arguments), on the current stream of q's framework."""
+    export = framework.export
+    _ext.forward(
+        export(q),
+        export(k),
+        export(v),
+        export(out),
+        export(lse),
+        **_exported_varlen(framework, varlen),
+        **options,
+        stream=framework.stream(q),
+        bits_dtype=framework.bits_dtype(q),
+    )
+
+
+def native_backward(framework, dout, q, k, v, out, lse, dq, dk, dv, varlen, options):
+    """dq, dk, dv of attention(q, k, v) through the native module (see native_forward)."""
+    export = framework.export
+    _ext.backward(
+        export(dout),
+        export(q),
+        export(k),
+        export(v),
+        export(out),
+        export(lse),
+        export(dq),
+        export(dk),
+        export(dv),
+        **_exported_varlen(framework, varlen),
+        **options,
+        stream=framework.stream(q),
+        bits_dtype=framework.bits_dtype(q),
+    )
+
+
+def native_options(framework, softmax_scale, causal, causal_alignment, window_size, softcap, alibi_slopes):
+    """The keyword arguments `_ext.forward` and `_ext.backward` share, from the Python-level options."""
+    check_causal_alignment(causal_alignment)
+    window_left, window_right = window_pair(window_size)
+    return {
+        "alibi_slopes": None if alibi_slopes is None else framework.export(alibi_slopes),
+        "softmax_scale": None if softmax_scale is None else float(softmax_scale),
+        "causal": bool(causal),
+        "causal_alignment": causal_alignment,
+        "window_left": window_left,
+        "window_right": window_right,
+        "softcap": float(softcap),
+    }
+
+
+def varlen_arguments(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k):
+    """The variable-length keyword arguments, or {} for the batched layout."""
+    if cu_seqlens_q is None and cu_seqlens_k is None:
+        if seqused_k is not None:
+            raise ValueError("seqused_k: needs the variable-length layout (cu_seqlens_q and cu_seqlens_k)")
+        return {}
+    for name, value in (("max_seqlen_q", max_seqlen_q), ("max_seqlen_k", max_seqlen_k)):
+        if value is None:
+            raise ValueError(f"{name}: required with cu_seqlens_q and cu_seqlens_k")
+    return {
+        "cu_seqlens_q": cu_seqlens_q,
+        "cu_seqlens_k": cu_seqlens_k,
+        "seqused_k": seqused_k,
+        "max_seqlen_q": int(max_seqlen_q),
+        "max_seqlen_k": int(max_seqlen_k),
+    }
+
+
+def attention_forward(
+    q,
+    k,
+    v,
+    *,
+    out=None,
+    softmax_lse=None,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
+    max_seqlen_q=None,
+    max_seqlen_k=None,
+    seqused_k=None,
+    softmax_scale=None,
+    causal=False,
+    causal_alignment="bottom_right",
+    window_size=(-1, -1),
+    softcap=0.0,
+    alibi_slopes=None,
+    num_threads=0,
+):
+    """Attention forward on NumPy, CuPy or PyTorch arrays: returns (out, softmax_lse).
+
+    Layouts as flash-attn: q (batch, seqlen_q, heads, head_dim), k and v (batch, seqlen_k, heads_kv, ...),
+    out (batch, seqlen_q, heads, head_dim_v), softmax_lse (batch, heads, seqlen_q) fp32; with cu_seqlens_q
+    and cu_seqlens_k (int32, batch + 1) the sequences are packed: q (total_q, heads, head_dim), softmax_lse
+    (heads, total_q), and max_seqlen_q / max_seqlen_k are required. head_dim and head_dim_v: multiples of 8,
+    at most 256 (the flash_attn_* functions pad other sizes). `out` and `softmax_lse`, when given, are
+    written in place (rows past cu_seqlens_q[-1] are left as they are); otherwise they are allocated, on
+    q's device, zeroed for the variable-length layout. No autograd: use the flash_attn_* functions with
+    PyTorch. `num_threads` sets the CPU backend's threads (0: OpenMP's default).
+    """
+    framework = framework_of(q, k, v, out, softmax_lse, cu_seqlens_q, cu_seqlens_k, seqused_k, alibi_slopes)
+    varlen = varlen_arguments(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)
+    is_varlen = "cu_seqlens_q" in varlen
+    q, k, v = (framework.last_dim_contiguous(x) for x in (q, k, v))
+    out_shape, lse_shape = output_shapes(q, v, is_varlen)
+    if out is None:
+        out = framework.empty(out_shape, like=q, zero=is_varlen)
+    if softmax_lse is None:
+        softmax_lse = framework.empty(lse_shape, like=q, fp32=True, zero=is_varlen)
+    options = native_options(framework, softmax_scale, causal, causal_alignment, window_size, softcap, alibi_slopes)
+    native_forward(framework, q, k, v, out, softmax_lse, varlen, dict(options, num_threads=num_threads))
+    return out, softmax_lse
+
+
+def attention_backward(
+    dout,
+    q,
+    k,
+    v,
+    out,
+    softmax_lse,
+    *,
+    dq=None,
+    dk=None,
+    dv=None,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
+    max_seqlen_q=None,
+    max_seqlen_k=None,
+    seqused_k=None,
+    softmax_scale=None,
+    causal=False,
+    causal_alignment="bottom_right",
+    window_size=(-1, -1),
+    softcap=0.0,
+    alibi_slopes=None,
+    deterministic=False,
+    num_threads=0,
+):
+    """Gradients of attention_forward: returns (dq, dk, dv), with the shapes of q, k and v.
+
+    `out` and `softmax_lse` are attention_forward's results for the same inputs and options; `dout` is the
+    gradient of the loss with respect to out. dk and dv sum over the query heads that share a KV head (GQA).
+    dq, dk, dv, when given, are written in place; otherwise allocated (zeroed for the variable-length
+    layout). `deterministic` asks GPU backends for reproducible dq accumulation (the CPU backend always is).
+    """
+    arrays = (dout, q, k, v, out, softmax_lse, dq, dk, dv, cu_seqlens_q, cu_seqlens_k, seqused_k, alibi_slopes)
+    framework = framework_of(*arrays)
+    varlen = varlen_arguments(cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)
+    is_varlen = "cu_seqlens_q" in varlen
+    dout, q, k, v, out = (framework.last_dim_contiguous(x) for x in (dout, q, k, v, out))
+    output_shapes(q, v, is_varlen)  # the rank checks
+    dq, dk, dv = (
+        framework.empty(tuple(like.shape), like=like, zero=is_varlen) if grad is None else grad
+        for grad, like in ((dq, q), (dk, k), (dv, v))
+    )
+    options = native_options(framework, softmax_scale, causal, causal_alignment, window_size, softcap, alibi_slopes)
+    options.update(deterministic=bool(deterministic), num_threads=num_threads)
+    native_backward(framework, dout, q, k, v, out, softmax_lse, dq, dk, dv, varlen, options)
+    return dq, dk, dv
