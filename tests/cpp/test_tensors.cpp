@@ -17,6 +17,8 @@ constexpr std::int64_t kHeadPadding = 4;
 constexpr std::int64_t kTokenPadding = 3;
 constexpr std::int64_t kBatchPadding = 5;
 constexpr std::int64_t kLsePadding = 3;
+// The aligned variant: 8 elements of 16 bits are 16 bytes.
+constexpr std::int64_t kAlignedPadding = 8;
 
 constexpr std::uint64_t kFnvOffsetBasis = 14695981039346656037ull;
 constexpr std::uint64_t kFnvPrime = 1099511628211ull;
@@ -146,6 +148,8 @@ const char* layout_name(Layout layout) {
       return "dense";
     case Layout::kPadded:
       return "padded";
+    case Layout::kPaddedAligned:
+      return "padded16";
     case Layout::kPacked:
       return "packed";
     case Layout::kTransposed:
@@ -162,10 +166,12 @@ Tensor make_token_tensor(DType dtype, TokenShape tokens, HeadShape heads, Layout
     case Layout::kDense:
     case Layout::kPacked:  // a lone tensor of a packed problem (out, dout) is dense
       return make_dense(dtype, shape);
-    case Layout::kPadded: {
-      const std::int64_t head_stride = d + kHeadPadding;
-      const std::int64_t token_stride = h * head_stride + kTokenPadding;
-      const std::int64_t batch_stride = s * token_stride + kBatchPadding;
+    case Layout::kPadded:
+    case Layout::kPaddedAligned: {
+      const bool aligned = layout == Layout::kPaddedAligned;
+      const std::int64_t head_stride = d + (aligned ? kAlignedPadding : kHeadPadding);
+      const std::int64_t token_stride = h * head_stride + (aligned ? kAlignedPadding : kTokenPadding);
+      const std::int64_t batch_stride = s * token_stride + (aligned ? kAlignedPadding : kBatchPadding);
       strides = tokens.varlen ? std::vector{token_stride, head_stride, std::int64_t{1}}
                               : std::vector{batch_stride, token_stride, head_stride, std::int64_t{1}};
       break;

@@ -58,9 +58,10 @@ std::vector<bool> covered_elements(const Storage& storage, const std::vector<con
 // How the token tensors (q, k, v and their gradients, out, dout) lie in memory.
 enum class Layout {
   kDense,
-  kPadded,      // gaps after every head, token and batch
-  kPacked,      // q, k, v (and dq, dk, dv) interleaved per token in one buffer, like flash-attn's qkvpacked
-  kTransposed,  // stored (batch, heads, seqlen, dim) and viewed as (batch, seqlen, heads, dim)
+  kPadded,         // gaps after every head, token and batch
+  kPaddedAligned,  // the same with gaps of 8 elements: rows stay 16-byte aligned, as the CUDA kernels need
+  kPacked,         // q, k, v (and dq, dk, dv) interleaved per token in one buffer, like flash-attn's qkvpacked
+  kTransposed,     // stored (batch, heads, seqlen, dim) and viewed as (batch, seqlen, heads, dim)
 };
 const char* layout_name(Layout layout);
 

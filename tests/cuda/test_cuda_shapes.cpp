@@ -126,7 +126,7 @@ std::vector<Config> sanitizer_grid() {
   configs.push_back(c);
   configs.push_back(cuda_case(kBf16, 1, 16, 2048, 2, 2, 256));
   c = cuda_case(kFp16, 2, 45, 45, 2, 1, 96);
-  c.layout = Layout::kPadded;
+  c.layout = Layout::kPaddedAligned;
   configs.push_back(c);
   c = cuda_case(kBf16, 1, 200, 300, 8, 2, 64);
   c.deterministic = true;

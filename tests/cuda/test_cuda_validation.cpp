@@ -1,7 +1,7 @@
 // Validation rules particular to CUDA tensors: the dtypes the CUDA backend does not implement, tensors
-// spread over devices, and rows that are not 16-byte aligned. As in tests/cpp/test_validation.cpp, each rule breaks one thing in a valid call, which
-// must throw the documented exception, name the argument, and leave every output untouched (here: the
-// device copies, read back, and the guards around them).
+// spread over devices, and rows that are not 16-byte aligned. As in tests/cpp/test_validation.cpp, each rule breaks one
+// thing in a valid call, which must throw the documented exception, name the argument, and leave every output untouched
+// (here: the device copies, read back, and the guards around them).
 #include <gtest/gtest.h>
 
 #include <cmath>
