@@ -1,5 +1,6 @@
 // The tile table of the portable (sm_80+) kernels: every size a kernel is compiled with, per head
 // dimension, in one place. Head dimensions are compiled at 64, 128 and 256; others round up.
+// bench/cuda/tile_sweep.sh builds variants with one entry overridden by FLASHATTN_DEV_* definitions.
 #pragma once
 
 namespace flashattn::cuda {
