@@ -53,7 +53,6 @@ struct ForwardParams : AttentionParams {
   float* out_partial = nullptr;           // (split, row of lse_partial layout, head_dim_v)
   RowBuffer lse_partial{};                // one per split, split_stride apart
   std::int64_t partial_split_stride = 0;  // rows of one split
-  std::int64_t rows_valid_total = 0;      // variable length: cu_seqlens_q[batch]; batched: batch * seqlen_q
 };
 
 struct BackwardParams : AttentionParams {

@@ -80,6 +80,4 @@ constexpr ForwardTile dq_tile(int head_dim) {
   return {4, 1, 32, false, 1};
 }
 
-constexpr int compiled_head_dim(int head_dim) { return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : 256; }
-
 }  // namespace flashattn::cuda

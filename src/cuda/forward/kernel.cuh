@@ -251,9 +251,4 @@ void launch_forward(const ForwardParams& p, cudaStream_t stream) {
   kernel<<<grid, Shape::kThreads, Shape::kSmemBytes, stream>>>(p);
 }
 
-template <class T, int kHeadDim>
-constexpr int forward_block_m() {
-  return forward_tile(kHeadDim).block_m();
-}
-
 }  // namespace flashattn::cuda
