@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "api_kinds.hpp"
 #include "flashattn/info.hpp"
 #include "test_case.hpp"
 
 namespace flashattn::test {
 namespace {
 
-enum class Api { kForward, kBackward, kForwardVarlen, kBackwardVarlen };
 enum class Kind { kInvalidArgument, kNotSupported };
 
 // A valid call whose arguments a rule test breaks one at a time. The views start as the Instance's.
@@ -30,8 +30,6 @@ struct Call {
   std::int32_t* cu_seqlens_q() { return static_cast<std::int32_t*>(seqlens->cu_seqlens_q.data); }
   std::int32_t* cu_seqlens_k() { return static_cast<std::int32_t*>(seqlens->cu_seqlens_k.data); }
 };
-
-bool is_varlen(Api api) { return api == Api::kForwardVarlen || api == Api::kBackwardVarlen; }
 
 Call make_call(Api api) {
   Config config;
@@ -346,23 +344,7 @@ TEST_P(ValidCall, IsAccepted) {
   EXPECT_NO_THROW(invoke(GetParam(), call));
 }
 
-const char* api_name(Api api) {
-  switch (api) {
-    case Api::kForward:
-      return "forward";
-    case Api::kBackward:
-      return "backward";
-    case Api::kForwardVarlen:
-      return "forward_varlen";
-    case Api::kBackwardVarlen:
-      return "backward_varlen";
-  }
-  return "unknown";
-}
-
-INSTANTIATE_TEST_SUITE_P(Apis, ValidCall,
-                         testing::Values(Api::kForward, Api::kBackward, Api::kForwardVarlen, Api::kBackwardVarlen),
-                         [](const testing::TestParamInfo<Api>& info) { return std::string(api_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Apis, ValidCall, all_apis(), ApiName());
 
 }  // namespace
 }  // namespace flashattn::test

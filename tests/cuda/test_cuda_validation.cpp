@@ -12,16 +12,14 @@
 #include <utility>
 #include <vector>
 
+#include "api_kinds.hpp"
 #include "cuda_cases.hpp"
 #include "device_memory.hpp"
 
 namespace flashattn::test {
 namespace {
 
-enum class Api { kForward, kBackward, kForwardVarlen, kBackwardVarlen };
 enum class Kind { kInvalidArgument, kNotSupported };
-
-bool is_varlen(Api api) { return api == Api::kForwardVarlen || api == Api::kBackwardVarlen; }
 
 // An index no machine of the tests has; validation must reject the mix before it asks the device.
 constexpr int kOtherDevice = 7;
@@ -169,30 +167,14 @@ class CudaValidCall : public CudaParamTest<Api> {};
 
 TEST_P(CudaValidCall, IsAccepted) {
   const Instance c = make_instance(valid_config(GetParam(), DType::kFloat16));
-  if (GetParam() == Api::kBackward || GetParam() == Api::kBackwardVarlen) {
+  if (is_backward(GetParam())) {
     ASSERT_NO_THROW(call_forward(c));  // the backward reads a real out and lse
   }
   EXPECT_NO_THROW(invoke(GetParam(), c.args));
   EXPECT_NO_THROW(copy_outputs_to_host(c));
 }
 
-const char* api_name(Api api) {
-  switch (api) {
-    case Api::kForward:
-      return "forward";
-    case Api::kBackward:
-      return "backward";
-    case Api::kForwardVarlen:
-      return "forward_varlen";
-    case Api::kBackwardVarlen:
-      return "backward_varlen";
-  }
-  return "unknown";
-}
-
-INSTANTIATE_TEST_SUITE_P(Apis, CudaValidCall,
-                         testing::Values(Api::kForward, Api::kBackward, Api::kForwardVarlen, Api::kBackwardVarlen),
-                         [](const testing::TestParamInfo<Api>& info) { return std::string(api_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Apis, CudaValidCall, all_apis(), ApiName());
 
 }  // namespace
 }  // namespace flashattn::test
