@@ -32,12 +32,12 @@ constexpr ForwardTile forward_tile(int head_dim) {
   // Measured on an H100 (bf16, batch x seqlen = 16k, seqlen 8k, TFLOP/s non-causal / causal), 2026-11-26:
   //   d = 64:  4 warps x 2 m-tiles, Q re-read from shared memory   306 / 280 (Q in registers 293 / 264;
   //            8 warps x 2 m-tiles 286 / 239). Two m-tiles per warp reuse each K/V fragment twice.
-  //   d = 128: 8 warps x 1 m-tile, Q in registers                  309 / 286 (4 x 2 with block_n 32:
-  //            310 / 276; 8 x 2: 309 / 261). One m-tile leaves registers for the 16 x 128 accumulator.
-  //   d = 256: 8 warps x 1 m-tile, block_n 64                       271 / 243 (block_n 32: 265 / 238;
-  //            4 warps: 239 / 217).
-  if (head_dim <= 64) return {4, 2, 64, false, 2};
-  if (head_dim <= 128) return {8, 1, 64, true, 1};
+  //   d = 128: 4 warps x 2 m-tiles, Q from shared memory, 2 blocks  346 / 303 (8 warps x 1 m-tile, Q in
+  //            registers: 302 / 281). Half the shared-memory reads per FLOP; it spilled 404 bytes until
+  //            the tile copies stopped holding per-row addresses (smem.cuh), now 48.
+  //   d = 256: 8 warps x 1 m-tile, block_n 64                       323 / 282 (spill-free since the same
+  //            change; 272 / 239 before it).
+  if (head_dim <= 128) return {4, 2, 64, false, 2};
   return {8, 1, 64, false, 1};
 }
 
@@ -65,13 +65,15 @@ constexpr BackwardTile backward_tile(int head_dim) {
             FLASHATTN_DEV_BWD_KV,    FLASHATTN_DEV_BWD_DQ, FLASHATTN_DEV_BWD_MINB};
   }
 #endif
-  // d = 64 (same card and shapes): 128 registers for two blocks per SM, a few spills: 143 / 132; one block
-  // per SM with 231 registers: 110 / 104 (ncu: 0.24 eligible warps per scheduler, latency-bound).
-  if (head_dim <= 64) return {8, 64, 128, 8, 8, 4, 2};
-  // d = 128 on an H100 (seqlen 8k, non-causal / causal TFLOP/s, 2026-11-26): warps of 32 keys x 32 queries
-  // for S^T and 32 keys x 64 channels for dK, dV: 166 / 155; warps of 16 keys: 152 / 143.
-  if (head_dim <= 128) return {8, 64, 128, 4, 4, 4, 1};
-  return {8, 64, 64, 4, 4, 4, 1};
+  // Same card and shapes, after the softmax-gradient phase was compiled per case (kernel.cuh), 2026-11-26:
+  //   d = 64:  block_m 128, warps of 32 keys for S^T, dK/dV and dQ, one block per SM: 247 / 234
+  //            (block_m 64 with two blocks per SM at 128 registers, which spill: 199 / 183).
+  //   d = 128: dQ in warps of 32 rows x 32 channels: 267 / 244 (16 rows x 64 channels: 262 / 239).
+  //   d = 256: dK/dV in warps of 32 keys x 64 channels, dQ in 32 x 64: 211 / 200 (16 keys x 128, dQ in
+  //            16 x 128: 199 / 188).
+  if (head_dim <= 64) return {8, 128, 128, 4, 4, 4, 1};
+  if (head_dim <= 128) return {8, 64, 128, 4, 4, 2, 1};
+  return {8, 64, 64, 4, 2, 2, 1};
 }
 
 // The deterministic backward's dQ pass: a block owns block_m query rows and walks the keys.

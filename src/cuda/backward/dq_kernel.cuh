@@ -9,6 +9,7 @@
 #include <math_constants.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/device/ptx.cuh"
 #include "cuda/device/sequence.cuh"
@@ -116,19 +117,30 @@ __global__ void __launch_bounds__(dq_tile(kHeadDim).threads(), dq_tile(kHeadDim)
                                          operand(smem_v + buffer * kKvElements, 0, col_lanes));
 
     const int key0 = tile * kBlockN;
-    const bool apply_mask = mask.tile_needs_mask(m0, m0 + kBlockM, key0, key0 + kBlockN);
+    // dS = P (dP - D) in place of S; one branch per tile, not per element (see the backward kernel).
+    auto scores_to_gradients = [&](auto modify_case, auto mask_case) {
+      constexpr bool kModify = decltype(modify_case)::value;
+      constexpr bool kMask = decltype(mask_case)::value;
 #pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; ++nt) {
+      for (int nt = 0; nt < kBlockN / 8; ++nt) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = m0 + warp_row0 + lane / 4 + 8 * (i / 2);
-        const int key = key0 + 8 * nt + 2 * (lane % 4) + i % 2;
-        float softcap_grad = 1.0f;
-        const float x = modify ? mod.apply(s.c[0][nt][i], row, key, &softcap_grad) : s.c[0][nt][i] * p.scale_log2;
-        const bool visible = !apply_mask || mask.visible(row, key);
-        const float prob = visible ? fast_exp2(x - row_lse[i / 2]) : 0.0f;
-        s.c[0][nt][i] = prob * (dp.c[0][nt][i] - row_dot[i / 2]) * softcap_grad;  // dS
+        for (int i = 0; i < 4; ++i) {
+          const int row = m0 + warp_row0 + lane / 4 + 8 * (i / 2);
+          const int key = key0 + 8 * nt + 2 * (lane % 4) + i % 2;
+          float softcap_grad = 1.0f;
+          const float x = kModify ? mod.apply(s.c[0][nt][i], row, key, &softcap_grad) : s.c[0][nt][i] * p.scale_log2;
+          const bool visible = !kMask || mask.visible(row, key);
+          const float prob = visible ? fast_exp2(x - row_lse[i / 2]) : 0.0f;
+          s.c[0][nt][i] = prob * (dp.c[0][nt][i] - row_dot[i / 2]) * softcap_grad;
+        }
       }
+    };
+    if (modify) {
+      scores_to_gradients(std::true_type{}, std::true_type{});
+    } else if (mask.tile_needs_mask(m0, m0 + kBlockM, key0, key0 + kBlockN)) {
+      scores_to_gradients(std::false_type{}, std::true_type{});
+    } else {
+      scores_to_gradients(std::false_type{}, std::false_type{});
     }
     warp_gemm_a_accumulator<T, true>(dq, s, operand(smem_k + buffer * kKvElements, 0, row_lanes));
   }

@@ -67,6 +67,69 @@ __device__ __forceinline__ void copy_rows_async(float* smem, const float* global
   }
 }
 
+// Where a warp's S^T / dP^T chunk sits: its first key and query inside the block's tile, and the lane.
+struct ScoreTile {
+  int key0;
+  int query0;
+  int lane;
+};
+// The step's per-query values in shared memory (lse in log2 units, rowsum(dO * O)) and the tile's origin.
+struct TileRows {
+  const float* lse_log2;
+  const float* dot_do_o;
+  int m0;
+  int n0;
+};
+
+// P^T = exp2(x - lse) and dS^T = P^T (dP^T - D) of one chunk, stored to shared memory in the input dtype.
+// kModify: softcap / ALiBi (the mask is then applied too); kMask: the tile crosses the mask's edge.
+template <class T, int kBlockN, int kBlockM, bool kModify, bool kMask = true, int kMTiles, int kNTiles>
+__device__ __forceinline__ void probabilities_and_gradients(const Accumulator<kMTiles, kNTiles>& s,
+                                                            const Accumulator<kMTiles, kNTiles>& dp,
+                                                            const ScoreTile& where, const TileRows& rows,
+                                                            const ScoreMod& mod, const MaskPolicy& mask,
+                                                            float scale_log2, T* smem_p, T* smem_ds) {
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt) {
+    const int query_local = where.query0 + 8 * nt + 2 * (where.lane % 4);  // and query_local + 1
+    float lse[2];
+    float dot[2];
+    int first_key[2];
+    int end_key[2];
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      lse[c] = rows.lse_log2[query_local + c];
+      dot[c] = rows.dot_do_o[query_local + c];
+      const int query = rows.m0 + query_local + c;
+      first_key[c] = mask.first_key(query);
+      end_key[c] = query < mask.seqlen_q ? mask.end_key(query) : 0;
+    }
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int key_local = where.key0 + 16 * mt + where.lane / 4 + 8 * half;
+        const int key = rows.n0 + key_local;
+        float prob[2];
+        float ds[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int i = 2 * half + c;
+          float softcap_grad = 1.0f;
+          const float x = kModify ? mod.apply(s.c[mt][nt][i], rows.m0 + query_local + c, key, &softcap_grad)
+                                  : s.c[mt][nt][i] * scale_log2;
+          const bool visible = !kMask || (key >= first_key[c] && key < end_key[c]);
+          prob[c] = visible ? fast_exp2(x - lse[c]) : 0.0f;
+          ds[c] = prob[c] * (dp.c[mt][nt][i] - dot[c]);
+          if (kModify) ds[c] *= softcap_grad;
+        }
+        store_pair<kBlockN, kBlockM>(smem_p, key_local, query_local, pack_pair<T>(prob[0], prob[1]));
+        store_pair<kBlockN, kBlockM>(smem_ds, key_local, query_local, pack_pair<T>(ds[0], ds[1]));
+      }
+    }
+  }
+}
+
 template <class T, int kHeadDim>
 __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_tile(kHeadDim).min_blocks_per_sm)
     backward_kernel(const __grid_constant__ BackwardParams p, bool accumulate_dq) {
@@ -116,11 +179,19 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
   if (keys > 0) mask.query_tiles<kBlockM>(n0, n0 + keys, m_first, m_end);
   const int tiles_per_head = m_end - m_first;
   const int steps = tiles_per_head * group;
+  // Step s: query head head_kv * group + s / tiles_per_head, and the query tiles of each head in a rotated
+  // order, starting n_block tiles in: the key blocks of one head then add their dQ shares to different rows
+  // at any one time instead of all queueing on the same addresses.
+  const int rotation = tiles_per_head > 0 ? n_block % tiles_per_head : 0;
+  auto step_head = [&](int step) { return head_kv * group + step / tiles_per_head; };
+  auto step_row0 = [&](int step) {
+    const int tile = step % tiles_per_head + rotation;
+    return (m_first + (tile < tiles_per_head ? tile : tile - tiles_per_head)) * kBlockM;
+  };
 
-  // Step s: query head head_kv * group + s / tiles_per_head, query tile m_first + s % tiles_per_head.
   auto load_step = [&](int step, int buffer) {
-    const int head = head_kv * group + step / tiles_per_head;
-    const int m0 = (m_first + step % tiles_per_head) * kBlockM;
+    const int head = step_head(step);
+    const int m0 = step_row0(step);
     const int rows = seq.seqlen_q - m0;
     copy_tile_async<kThreads, kBlockM, kHeadDim>(
         (smem_q + buffer * kQElements),
@@ -161,8 +232,8 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
 
   for (int step = 0; step < steps; ++step) {
     const int buffer = step % 2;
-    const int head = head_kv * group + step / tiles_per_head;
-    const int m0 = (m_first + step % tiles_per_head) * kBlockM;
+    const int head = step_head(step);
+    const int m0 = step_row0(step);
     cp_async_wait<0>();
     __syncthreads();  // this step's tiles have landed; every warp is done with the previous step
     if (step + 1 < steps) load_step(step + 1, buffer ^ 1);
@@ -173,44 +244,30 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
     mod.slope = p.alibi_slopes == nullptr ? 0.0f : p.alibi_slopes[batch * p.alibi_batch_stride + head];
     const bool modify = !mod.plain();
     const bool apply_mask = mask.tile_needs_mask(m0, m0 + kBlockM, n0, n0 + kBlockN);
-    const float* lse_rows = smem_lse + buffer * kBlockM;
-    const float* dot_rows = smem_dot + buffer * kBlockM;
-    constexpr int kSdpMTiles = Shape::kSdpKeys / 16;
+    const TileRows rows{smem_lse + buffer * kBlockM, smem_dot + buffer * kBlockM, m0, n0};
     constexpr int kChunk = Shape::kSdpQueryChunk;
 #pragma unroll
     for (int chunk0 = sdp_query0; chunk0 < sdp_query0 + Shape::kSdpQueries; chunk0 += kChunk) {
-      Accumulator<kSdpMTiles, kChunk / 8> s;
-      Accumulator<kSdpMTiles, kChunk / 8> dp;
+      Accumulator<Shape::kSdpKeys / 16, kChunk / 8> s;
+      Accumulator<Shape::kSdpKeys / 16, kChunk / 8> dp;
       s.zero();
       dp.zero();
       warp_gemm<T, kHeadDim, false, false>(s, operand(smem_k, sdp_key0, kv_as_a),
                                            operand(smem_q + buffer * kQElements, chunk0, qdo_as_b));
       warp_gemm<T, kHeadDim, false, false>(dp, operand(smem_v, sdp_key0, kv_as_a),
                                            operand(smem_do + buffer * kQElements, chunk0, qdo_as_b));
-#pragma unroll
-      for (int mt = 0; mt < kSdpMTiles; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < kChunk / 8; ++nt) {
-          const int query_local = chunk0 + 8 * nt + 2 * (lane % 4);  // and query_local + 1
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int key_local = sdp_key0 + 16 * mt + lane / 4 + 8 * half;
-            float prob[2];
-            float ds[2];
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int i = 2 * half + c;
-              float softcap_grad = 1.0f;
-              const float x = modify ? mod.apply(s.c[mt][nt][i], m0 + query_local + c, n0 + key_local, &softcap_grad)
-                                     : s.c[mt][nt][i] * p.scale_log2;
-              const bool visible = !apply_mask || mask.visible(m0 + query_local + c, n0 + key_local);
-              prob[c] = visible ? fast_exp2(x - lse_rows[query_local + c]) : 0.0f;
-              ds[c] = prob[c] * (dp.c[mt][nt][i] - dot_rows[query_local + c]) * softcap_grad;
-            }
-            store_pair<kBlockN, kBlockM>(smem_p, key_local, query_local, pack_pair<T>(prob[0], prob[1]));
-            store_pair<kBlockN, kBlockM>(smem_ds, key_local, query_local, pack_pair<T>(ds[0], ds[1]));
-          }
-        }
+      // One branch per chunk, not per element: per-element tests of `modify` and the mask doubled the
+      // instructions executed per mma (SASS of the d = 128 instance).
+      const ScoreTile where{sdp_key0, chunk0, lane};
+      if (modify) {
+        probabilities_and_gradients<T, kBlockN, kBlockM, true>(s, dp, where, rows, mod, mask, p.scale_log2, smem_p,
+                                                               smem_ds);
+      } else if (apply_mask) {
+        probabilities_and_gradients<T, kBlockN, kBlockM, false, true>(s, dp, where, rows, mod, mask, p.scale_log2,
+                                                                      smem_p, smem_ds);
+      } else {
+        probabilities_and_gradients<T, kBlockN, kBlockM, false, false>(s, dp, where, rows, mod, mask, p.scale_log2,
+                                                                       smem_p, smem_ds);
       }
     }
     __syncthreads();  // P^T and dS^T are complete

@@ -38,11 +38,12 @@ struct ForwardKernelShape {
 
 namespace device {
 
-// Score modifiers and the mask on one tile of scores (raw q.k in, log2-domain or raw-with-scale out).
-template <int kMTiles, int kNTiles>
+// Score modifiers and the mask on one tile of scores (raw q.k in; log2-domain with kModify, raw otherwise).
+// Compiled per case and chosen once per tile: run-time tests of `modify` per element doubled the
+// instructions of the masked tiles (SASS), which is most of the causal forward's cost at short seqlen.
+template <bool kModify, int kMTiles, int kNTiles>
 __device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s, const MaskPolicy& mask,
-                                                const ScoreMod& mod, bool modify, bool apply_mask, int row0, int key0,
-                                                int lane) {
+                                                const ScoreMod& mod, int row0, int key0, int lane) {
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
@@ -56,8 +57,8 @@ __device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s
         for (int c = 0; c < 2; ++c) {
           const int key = key0 + 8 * nt + 2 * (lane % 4) + c;
           float& x = s.c[mt][nt][2 * r + c];
-          if (modify) x = mod.apply(x, row, key);
-          if (apply_mask && (key < first || key >= end)) x = -CUDART_INF_F;
+          if (kModify) x = mod.apply(x, row, key);
+          if (key < first || key >= end) x = -CUDART_INF_F;
         }
       }
     }
@@ -177,7 +178,11 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
 
     const int key0 = tile * kBlockN;
     const bool apply_mask = mask.tile_needs_mask(m0, m0 + rows, key0, key0 + kBlockN);
-    if (modify || apply_mask) mask_and_modify(s, mask, mod, modify, apply_mask, m0 + warp_row0, key0, lane);
+    if (modify) {
+      mask_and_modify<true>(s, mask, mod, m0 + warp_row0, key0, lane);
+    } else if (apply_mask) {
+      mask_and_modify<false>(s, mask, mod, m0 + warp_row0, key0, lane);
+    }
     softmax.update(s, o, softmax_scale);
 
     cp_async_wait<2>();  // this V tile has landed (the next K and V may be in flight)
