@@ -179,19 +179,26 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
   if (keys > 0) mask.query_tiles<kBlockM>(n0, n0 + keys, m_first, m_end);
   const int tiles_per_head = m_end - m_first;
   const int steps = tiles_per_head * group;
-  // Step s: query head head_kv * group + s / tiles_per_head, and the query tiles of each head in a rotated
-  // order, starting n_block tiles in: the key blocks of one head then add their dQ shares to different rows
-  // at any one time instead of all queueing on the same addresses.
-  const int rotation = tiles_per_head > 0 ? n_block % tiles_per_head : 0;
-  auto step_head = [&](int step) { return head_kv * group + step / tiles_per_head; };
-  auto step_row0 = [&](int step) {
-    const int tile = step % tiles_per_head + rotation;
-    return (m_first + (tile < tiles_per_head ? tile : tile - tiles_per_head)) * kBlockM;
+  // Steps walk the query heads of the group, and each head's query tiles in a rotated order starting
+  // n_block tiles in: the key blocks of one head then add their dQ shares to different rows at any one time
+  // instead of all queueing on the same addresses. The cursor advances by counting: a division per step
+  // put ~60 dependent instructions in front of every step's first mma (SASS, d = 128).
+  struct StepCursor {
+    int head;
+    int tile;  // rotated position among the head's query tiles
   };
+  const StepCursor first_step{head_kv * group, tiles_per_head > 0 ? n_block % tiles_per_head : 0};
+  auto next_step = [&](StepCursor c) {
+    ++c.tile;
+    if (c.tile == tiles_per_head) c.tile = 0;
+    if (c.tile == first_step.tile) ++c.head;
+    return c;
+  };
+  auto step_row0 = [&](const StepCursor& c) { return (m_first + c.tile) * kBlockM; };
 
-  auto load_step = [&](int step, int buffer) {
-    const int head = step_head(step);
-    const int m0 = step_row0(step);
+  auto load_step = [&](const StepCursor& c, int buffer) {
+    const int head = c.head;
+    const int m0 = step_row0(c);
     const int rows = seq.seqlen_q - m0;
     copy_tile_async<kThreads, kBlockM, kHeadDim>(
         (smem_q + buffer * kQElements),
@@ -210,7 +217,7 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
   if (steps > 0) {
     copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k, k_src, thread);
     copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v, v_src, thread);
-    load_step(0, 0);
+    load_step(first_step, 0);
   }
   cp_async_commit();
 
@@ -230,13 +237,15 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
   mod.softcap = p.softcap;
   mod.offset = mask.offset;
 
+  StepCursor cursor = first_step;
   for (int step = 0; step < steps; ++step) {
     const int buffer = step % 2;
-    const int head = step_head(step);
-    const int m0 = step_row0(step);
+    const int head = cursor.head;
+    const int m0 = step_row0(cursor);
+    cursor = next_step(cursor);
     cp_async_wait<0>();
     __syncthreads();  // this step's tiles have landed; every warp is done with the previous step
-    if (step + 1 < steps) load_step(step + 1, buffer ^ 1);
+    if (step + 1 < steps) load_step(cursor, buffer ^ 1);
     cp_async_commit();
 
     // S^T and dP^T a chunk of queries at a time: the fp32 scores of the whole tile next to the dK and dV
