@@ -83,7 +83,7 @@ struct TileRows {
 
 // P^T = exp2(x - lse) and dS^T = P^T (dP^T - D) of one chunk, stored to shared memory in the input dtype.
 // kModify: softcap / ALiBi (the mask is then applied too); kMask: the tile crosses the mask's edge.
-template <class T, int kBlockN, int kBlockM, bool kModify, bool kMask = true, int kMTiles, int kNTiles>
+template <class T, int kBlockN, int kBlockM, bool kModify, bool kMask, int kMTiles, int kNTiles>
 __device__ __forceinline__ void probabilities_and_gradients(const Accumulator<kMTiles, kNTiles>& s,
                                                             const Accumulator<kMTiles, kNTiles>& dp,
                                                             const ScoreTile& where, const TileRows& rows,
@@ -94,15 +94,12 @@ __device__ __forceinline__ void probabilities_and_gradients(const Accumulator<kM
     const int query_local = where.query0 + 8 * nt + 2 * (where.lane % 4);  // and query_local + 1
     float lse[2];
     float dot[2];
-    int first_key[2];
-    int end_key[2];
+    MaskPolicy::KeyRange keys[2];
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
       lse[c] = rows.lse_log2[query_local + c];
       dot[c] = rows.dot_do_o[query_local + c];
-      const int query = rows.m0 + query_local + c;
-      first_key[c] = mask.first_key(query);
-      end_key[c] = query < mask.seqlen_q ? mask.end_key(query) : 0;
+      keys[c] = mask.keys_of(rows.m0 + query_local + c);
     }
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
@@ -118,7 +115,7 @@ __device__ __forceinline__ void probabilities_and_gradients(const Accumulator<kM
           float softcap_grad = 1.0f;
           const float x = kModify ? mod.apply(s.c[mt][nt][i], rows.m0 + query_local + c, key, &softcap_grad)
                                   : s.c[mt][nt][i] * scale_log2;
-          const bool visible = !kMask || (key >= first_key[c] && key < end_key[c]);
+          const bool visible = !kMask || keys[c].contains(key);
           prob[c] = visible ? fast_exp2(x - lse[c]) : 0.0f;
           ds[c] = prob[c] * (dp.c[mt][nt][i] - dot[c]);
           if (kModify) ds[c] *= softcap_grad;
@@ -267,8 +264,8 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
       // instructions executed per mma (SASS of the d = 128 instance).
       const ScoreTile where{sdp_key0, chunk0, lane};
       if (modify) {
-        probabilities_and_gradients<T, kBlockN, kBlockM, true>(s, dp, where, rows, mod, mask, p.scale_log2, smem_p,
-                                                               smem_ds);
+        probabilities_and_gradients<T, kBlockN, kBlockM, true, true>(s, dp, where, rows, mod, mask, p.scale_log2,
+                                                                     smem_p, smem_ds);
       } else if (apply_mask) {
         probabilities_and_gradients<T, kBlockN, kBlockM, false, true>(s, dp, where, rows, mod, mask, p.scale_log2,
                                                                       smem_p, smem_ds);

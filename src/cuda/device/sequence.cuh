@@ -99,9 +99,17 @@ struct MaskPolicy {
     return row_end > seqlen_q || key_end > seqlen_k || first_key(row_end - 1) > key_begin ||
            end_key(row_begin) < key_end;
   }
-  __device__ __forceinline__ bool visible(int row, int key) const {
-    return row < seqlen_q && key >= first_key(row) && key < end_key(row);
+  // The keys [first, end) that row `row` sees; none for rows past the sequence. Kernels take a row's range
+  // once and test each of its keys against it.
+  struct KeyRange {
+    int first;
+    int end;
+    __device__ __forceinline__ bool contains(int key) const { return key >= first && key < end; }
+  };
+  __device__ __forceinline__ KeyRange keys_of(int row) const {
+    return {first_key(row), row < seqlen_q ? end_key(row) : 0};
   }
+  __device__ __forceinline__ bool visible(int row, int key) const { return keys_of(row).contains(key); }
 };
 
 // Scores as the softmax sees them, in log2 units: x = scale * q.k; softcap * tanh(x / softcap); minus

@@ -147,7 +147,7 @@ __device__ __forceinline__ void pipelined_products(Accumulator<kMTiles, kNTiles>
 template <class T, int kDepth, bool kTransposeA, bool kTransposeB, class ALanes, class BLanes, int kMTiles, int kNTiles>
 __device__ __forceinline__ void warp_gemm(Accumulator<kMTiles, kNTiles>& acc, const SmemOperand<ALanes>& a,
                                           const SmemOperand<BLanes>& b) {
-  auto a_step = [&](int step, std::uint32_t (&frag)[kMTiles][4]) {
+  auto a_step = [&](int step, std::uint32_t(&frag)[kMTiles][4]) {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) load_a<kTransposeA>(frag[mt], a.base, a.row0, a.lanes, mt, 16 * step);
   };
@@ -159,7 +159,7 @@ template <class T, int kDepth, bool kTransposeB, class BLanes, int kMTiles, int 
 __device__ __forceinline__ void warp_gemm_a_registers(Accumulator<kMTiles, kNTiles>& acc,
                                                       const std::uint32_t (&a)[kMTiles][kDepth / 16][4],
                                                       const SmemOperand<BLanes>& b) {
-  auto a_step = [&](int step, std::uint32_t (&frag)[kMTiles][4]) {
+  auto a_step = [&](int step, std::uint32_t(&frag)[kMTiles][4]) {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
@@ -185,7 +185,7 @@ template <class T, bool kTransposeB, class BLanes, int kMTiles, int kNTiles, int
 __device__ __forceinline__ void warp_gemm_a_accumulator(Accumulator<kMTiles, kNTiles>& acc,
                                                         const Accumulator<kMTiles, kPTiles>& p,
                                                         const SmemOperand<BLanes>& b) {
-  auto a_step = [&](int step, std::uint32_t (&frag)[kMTiles][4]) {
+  auto a_step = [&](int step, std::uint32_t(&frag)[kMTiles][4]) {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) accumulator_as_a<T>(frag[mt], p, mt, 2 * step);
   };

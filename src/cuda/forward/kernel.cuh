@@ -49,8 +49,7 @@ __device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int row = row0 + 16 * mt + lane / 4 + 8 * r;
-      const int first = mask.first_key(row);
-      const int end = row < mask.seqlen_q ? mask.end_key(row) : 0;
+      const MaskPolicy::KeyRange keys = mask.keys_of(row);
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt) {
 #pragma unroll
@@ -58,7 +57,7 @@ __device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s
           const int key = key0 + 8 * nt + 2 * (lane % 4) + c;
           float& x = s.c[mt][nt][2 * r + c];
           if (kModify) x = mod.apply(x, row, key);
-          if (key < first || key >= end) x = -CUDART_INF_F;
+          if (!keys.contains(key)) x = -CUDART_INF_F;
         }
       }
     }
