@@ -42,7 +42,7 @@ struct GlobalTile {
 // Starts the asynchronous copy of a whole tile by all kThreads threads of the block (commit separately).
 // Each thread copies one 16-byte column chunk of every kRowsPerPass-th row, walking down with one pointer:
 // per-row addresses computed up front were hoisted out of the kernels' key loops and held in registers,
-// which made the 32-row forward warps spill (ptxas: 412 bytes at head_dim 128, 8 without them).
+// which made the 32-row forward warps spill (ptxas, head_dim 128, 4 warps x 2 m-tiles: 412 bytes; 48 now).
 template <int kThreads, int kRows, int kCols, class T>
 __device__ __forceinline__ void copy_tile_async(T* smem, const GlobalTile<T>& src, int thread) {
   using Layout = SmemLayout<kRows, kCols>;

@@ -40,7 +40,7 @@ namespace device {
 
 // Score modifiers and the mask on one tile of scores (raw q.k in; log2-domain with kModify, raw otherwise).
 // Compiled per case and chosen once per tile: run-time tests of `modify` per element doubled the
-// instructions of the masked tiles (SASS), which is most of the causal forward's cost at short seqlen.
+// instructions of the masked tiles (SASS), of which causal runs at short seqlen have many.
 template <bool kModify, int kMTiles, int kNTiles>
 __device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s, const MaskPolicy& mask,
                                                 const ScoreMod& mod, int row0, int key0, int lane) {
