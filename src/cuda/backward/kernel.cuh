@@ -101,6 +101,10 @@ __device__ __forceinline__ void probabilities_and_gradients(const Accumulator<kM
       dot[c] = rows.dot_do_o[query_local + c];
       keys[c] = mask.keys_of(rows.m0 + query_local + c);
     }
+    // Rows 8 apart share their swizzle, so the lane's pairs of this column tile are constant offsets from
+    // one address. Computed per pair, the compiler hoisted all 16 addresses out of the step loop and kept
+    // them in registers (d = 128: 16 registers where 4 do, in a kernel that spills).
+    const int column_at = SmemLayout<kBlockN, kBlockM>::offset(where.key0 + where.lane / 4, query_local);
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
@@ -120,8 +124,32 @@ __device__ __forceinline__ void probabilities_and_gradients(const Accumulator<kM
           ds[c] = prob[c] * (dp.c[mt][nt][i] - dot[c]);
           if (kModify) ds[c] *= softcap_grad;
         }
-        store_pair<kBlockN, kBlockM>(smem_p, key_local, query_local, pack_pair<T>(prob[0], prob[1]));
-        store_pair<kBlockN, kBlockM>(smem_ds, key_local, query_local, pack_pair<T>(ds[0], ds[1]));
+        const int at = column_at + (16 * mt + 8 * half) * kBlockM;
+        *reinterpret_cast<std::uint32_t*>(smem_p + at) = pack_pair<T>(prob[0], prob[1]);
+        *reinterpret_cast<std::uint32_t*>(smem_ds + at) = pack_pair<T>(ds[0], ds[1]);
+      }
+    }
+  }
+}
+
+// Adds a warp's dQ chunk into the fp32 sums (dq_sum_index's layout); `sums` is the lane's first pair (row
+// lane / 4, column 2 (lane % 4) of the chunk), and every other pair is a compile-time offset from it. Columns
+// past head_dim add the zeros of K's zero-filled columns into the rows' padding. kWhole: every row lies
+// inside seqlen_q. Guarding each pair and rebuilding its 64-bit address, as before, took ~190 of the loop's
+// ~1060 instructions per step at d = 128 (SASS).
+template <bool kWhole, int kHeadDim, int kMTiles, int kNTiles>
+__device__ __forceinline__ void add_dq_chunk(const Accumulator<kMTiles, kNTiles>& dq, float* sums, int rows_left,
+                                             int lane) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = 16 * mt + 8 * half;
+      if (!kWhole && row + lane / 4 >= rows_left) continue;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const int at = (2 * mt + half) * 8 * kHeadDim + nt * 64;  // rows 8 apart: whole groups; 8 columns: a block
+        atomic_add_pair(sums + at, dq.c[mt][nt][2 * half], dq.c[mt][nt][2 * half + 1]);
       }
     }
   }
@@ -289,6 +317,9 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
     if (accumulate_dq) {
       // dQ a chunk of channels at a time, for the same reason as the query chunks above.
       const std::int64_t row0 = seq.row_index(p.lse_log2.batch_stride, p.lse_log2.head_stride, batch, head, m0);
+      float* const lane_sums = p.dq_accum + dq_sum_index(row0 + dq_row0 + lane / 4, 2 * (lane % 4), kHeadDim);
+      const int rows_left = seq.seqlen_q - m0 - dq_row0;
+      const bool whole_tile = m0 + kBlockM <= seq.seqlen_q;
       constexpr int kDqChunk = Shape::kDqDimChunk;
 #pragma unroll
       for (int dim0 = dq_dim0; dim0 < dq_dim0 + Shape::kDqDims; dim0 += kDqChunk) {
@@ -297,19 +328,10 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
         // A 64-column step moves the (64-column) swizzle pattern by whole groups: a plain pointer offset.
         warp_gemm<T, kBlockN, true, true>(dq, operand(smem_ds, 0, ds_as_at),
                                           operand(smem_k + (dim0 - dq_dim0), 0, k_as_bt));
-#pragma unroll
-        for (int mt = 0; mt < Shape::kDqRows / 16; ++mt) {
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int row = dq_row0 + 16 * mt + lane / 4 + 8 * half;
-            if (m0 + row >= seq.seqlen_q) continue;
-            float* sums = p.dq_accum + (row0 + row) * p.head_dim;
-#pragma unroll
-            for (int nt = 0; nt < kDqChunk / 8; ++nt) {
-              const int col = dim0 + 8 * nt + 2 * (lane % 4);
-              if (col < p.head_dim) atomic_add_pair(sums + col, dq.c[mt][nt][2 * half], dq.c[mt][nt][2 * half + 1]);
-            }
-          }
+        if (whole_tile) {
+          add_dq_chunk<true, kHeadDim>(dq, lane_sums + dim0 * 8, rows_left, lane);
+        } else {
+          add_dq_chunk<false, kHeadDim>(dq, lane_sums + dim0 * 8, rows_left, lane);
         }
       }
     }

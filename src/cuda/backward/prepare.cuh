@@ -79,12 +79,12 @@ __global__ void __launch_bounds__(kRowPassThreads) backward_dq_store_kernel(cons
   std::int64_t t = 0;
   if (!row_of_item(p, item, batch, t, head)) return;
   T* dq = static_cast<T*>(p.dq.data) + batch * p.dq.batch_stride + t * p.dq.token_stride + head * p.dq.head_stride;
-  const float* sums = p.dq_accum + item * p.head_dim;
+  const float* sums = p.dq_accum + dq_sum_index(item, 0, p.dq_accum_stride);
 #pragma unroll
   for (int j = 0; j < kMaxPairsPerLane; ++j) {
     const int col = 2 * lane + 2 * kWarpSize * j;
     if (col < p.head_dim) {
-      const float2 sum = *reinterpret_cast<const float2*>(sums + col);
+      const float2 sum = *reinterpret_cast<const float2*>(sums + dq_sum_index(0, col, p.dq_accum_stride));
       *reinterpret_cast<std::uint32_t*>(dq + col) = pack_pair<T>(sum.x * p.scale, sum.y * p.scale);
     }
   }
