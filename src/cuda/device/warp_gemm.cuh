@@ -84,13 +84,13 @@ __device__ __forceinline__ void load_a(std::uint32_t (&a)[4], std::uint32_t base
   }
 }
 // Loads the B fragments of n8 tiles nt, nt + 1 (nt even), depth k0: B stored [n][k] (rows row0 + 8 * nt)
-// or [k][n] (columns 8 * nt, the warp's first column folded into the lane table).
+// or [k][n] (columns col0 + 8 * nt, the warp's first column folded into the lane table).
 template <bool kTransposed, class Lanes>
-__device__ __forceinline__ void load_b_pair(std::uint32_t (&b)[4], std::uint32_t base, int row0, const Lanes& lanes,
-                                            int nt, int k0) {
+__device__ __forceinline__ void load_b_pair(std::uint32_t (&b)[4], std::uint32_t base, int row0, int col0,
+                                            const Lanes& lanes, int nt, int k0) {
   if constexpr (kTransposed) {
     static_assert(Lanes::kPattern == LanePattern::kRowHalfFromBit3, "B stored [k][n] takes RowMajorLanes");
-    ldmatrix_x4_trans(b, lanes.address(base, k0, 8 * nt));
+    ldmatrix_x4_trans(b, lanes.address(base, k0, col0 + 8 * nt));
   } else {
     static_assert(Lanes::kPattern == LanePattern::kRowHalfFromBit4, "B stored [n][k] takes ColMajorLanes");
     ldmatrix_x4(b, lanes.address(base, row0 + 8 * nt, k0));
@@ -98,16 +98,18 @@ __device__ __forceinline__ void load_b_pair(std::uint32_t (&b)[4], std::uint32_t
 }
 
 // A tile operand in shared memory: the tile's address, the warp's first row (for operands stored with
-// the warp's dimension along the rows) and the lane table.
+// the warp's dimension along the rows), the lane table, and for B stored [k][n] a column offset on top of
+// the lane table's (a multiple of 16, known at compile time where the caller's loop is unrolled).
 template <class Lanes>
 struct SmemOperand {
   std::uint32_t base;
   int row0;
   const Lanes& lanes;
+  int col0;
 };
 template <class Lanes, class T>
-__device__ __forceinline__ SmemOperand<Lanes> operand(const T* tile, int row0, const Lanes& lanes) {
-  return {smem_address(tile), row0, lanes};
+__device__ __forceinline__ SmemOperand<Lanes> operand(const T* tile, int row0, const Lanes& lanes, int col0 = 0) {
+  return {smem_address(tile), row0, lanes, col0};
 }
 
 // The loop every product shares: acc += A * B over kSteps 16-deep steps, B from shared memory, the A
@@ -124,7 +126,7 @@ __device__ __forceinline__ void pipelined_products(Accumulator<kMTiles, kNTiles>
     a_step(step, a_frag[slot]);
 #pragma unroll
     for (int np = 0; np < kNTiles / 2; ++np) {
-      load_b_pair<kTransposeB>(b_frag[slot][np], b.base, b.row0, b.lanes, 2 * np, 16 * step);
+      load_b_pair<kTransposeB>(b_frag[slot][np], b.base, b.row0, b.col0, b.lanes, 2 * np, 16 * step);
     }
   };
   fetch(0, 0);
