@@ -70,10 +70,8 @@ struct BackwardParams : AttentionParams {
 // so one two-element red instruction touches 2 cache lines; row-major rows touched 8 lines, and the
 // atomics stalled the warps on the global-memory queue (ncu, H100, d = 256: 17 % of the stall samples).
 // Rows 8 apart are 8 * stride floats apart wherever the group starts, so a lane's offsets stay constants.
-#if defined(__CUDACC__)
-__host__ __device__
-#endif
-    constexpr std::int64_t dq_sum_index(std::int64_t row, int col, int stride) {
+// (constexpr: device code calls it through --expt-relaxed-constexpr, as it does the tile table.)
+constexpr std::int64_t dq_sum_index(std::int64_t row, int col, int stride) {
   return (row / 8) * (8 * stride) + (col / 8) * 64 + (row % 8) * 8 + col % 8;
 }
 

@@ -326,7 +326,8 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
       for (int dim0 = dq_dim0; dim0 < dq_dim0 + Shape::kDqDims; dim0 += kDqChunk) {
         Accumulator<Shape::kDqRows / 16, kDqChunk / 8> dq;
         dq.zero();
-        warp_gemm<T, kBlockN, true, true>(dq, operand(smem_ds, 0, ds_as_at), operand(smem_k, 0, k_as_bt, dim0 - dq_dim0));
+        warp_gemm<T, kBlockN, true, true>(dq, operand(smem_ds, 0, ds_as_at),
+                                          operand(smem_k, 0, k_as_bt, dim0 - dq_dim0));
         if (whole_tile) {
           add_dq_chunk<true, kHeadDim>(dq, lane_sums + dim0 * 8, rows_left, lane);
         } else {
