@@ -4,9 +4,9 @@
 # dimension only, for the card present), checked against the CPU backend and timed by kernel_sweep.
 #
 # usage: bench/cuda/tile_sweep.sh HEAD_DIM 'name|forward tile|backward tile' ...
-#   forward tile:  warps,m_tiles,block_n,q_in_registers,min_blocks_per_sm        (empty: the table's)
+#   forward tile:  warps,m_tiles,block_n,q_in_registers,min_blocks_per_sm,kv_stages  (empty: the table's)
 #   backward tile: warps,block_m,block_n,sdp_warps_n,kv_warps_n,dq_warps_m,min_blocks_per_sm
-# e.g. bench/cuda/tile_sweep.sh 128 'table||' 'wide|4,2,64,false,2|8,64,128,4,4,4,1'
+# e.g. bench/cuda/tile_sweep.sh 128 'table||' 'wide|4,2,64,false,2,2|8,64,128,4,4,4,1'
 # Prints ptxas' register and spill lines for the kernels, then kernel_sweep's check and time lines.
 set -uo pipefail
 
@@ -20,9 +20,9 @@ for variant in "$@"; do
   IFS='|' read -r name forward backward <<< "$variant"
   defines=""
   if [ -n "$forward" ]; then
-    IFS=',' read -r w m n q b <<< "$forward"
+    IFS=',' read -r w m n q b stages <<< "$forward"
     defines+=" -DFLASHATTN_DEV_FWD_WARPS=$w -DFLASHATTN_DEV_FWD_MTILES=$m -DFLASHATTN_DEV_FWD_N=$n"
-    defines+=" -DFLASHATTN_DEV_FWD_QREG=$q -DFLASHATTN_DEV_FWD_MINB=$b"
+    defines+=" -DFLASHATTN_DEV_FWD_QREG=$q -DFLASHATTN_DEV_FWD_MINB=$b -DFLASHATTN_DEV_FWD_STAGES=${stages:-2}"
   fi
   if [ -n "$backward" ]; then
     IFS=',' read -r w m n sdp kv dq b <<< "$backward"

@@ -9,14 +9,17 @@ inline constexpr int kCompiledHeadDims[] = {64, 128, 256};
 inline constexpr int kWarpSize = 32;
 
 // Forward: each warp owns kMTiles * 16 query rows of a kWarps * kMTiles * 16-row block and walks the keys
-// kBlockN at a time. K and V tiles are double-buffered (cp.async). kQInRegisters keeps the warp's Q
-// fragments in registers for the whole loop instead of re-reading them from shared memory per key tile.
+// kBlockN at a time. K and V tiles stream through kv_stages buffers each (cp.async): with 2, tile j + 1
+// loads while tile j is used; with 1, K j + 1 loads during tile j's softmax and P V, and V j + 1 during the
+// next Q K^T, which halves the shared memory so that more blocks fit on an SM. kQInRegisters keeps the
+// warp's Q fragments in registers for the whole loop instead of re-reading them per key tile.
 struct ForwardTile {
   int warps;
   int m_tiles;
   int block_n;
   bool q_in_registers;
   int min_blocks_per_sm;
+  int kv_stages = 2;
 
   constexpr int threads() const { return warps * kWarpSize; }
   constexpr int block_m() const { return warps * m_tiles * 16; }
@@ -25,8 +28,8 @@ struct ForwardTile {
 constexpr ForwardTile forward_tile(int head_dim) {
 #if defined(FLASHATTN_DEV_FWD_WARPS)
   if (head_dim > 0) {
-    return {FLASHATTN_DEV_FWD_WARPS, FLASHATTN_DEV_FWD_MTILES, FLASHATTN_DEV_FWD_N, FLASHATTN_DEV_FWD_QREG,
-            FLASHATTN_DEV_FWD_MINB};
+    return {FLASHATTN_DEV_FWD_WARPS, FLASHATTN_DEV_FWD_MTILES, FLASHATTN_DEV_FWD_N,
+            FLASHATTN_DEV_FWD_QREG,  FLASHATTN_DEV_FWD_MINB,   FLASHATTN_DEV_FWD_STAGES};
   }
 #endif
   // Measured on an H100 (bf16, batch x seqlen = 16k, seqlen 8k, TFLOP/s non-causal / causal), 2026-11-26:

@@ -1,9 +1,9 @@
 // The portable forward kernel (FlashAttention-2 algorithm, mma.sync + ldmatrix + cp.async, sm_80+).
 //
 // A block owns block_m query rows of one (batch, query head) and, with split-KV, one contiguous share of
-// the key tiles those rows see. Q is copied once; K and V tiles stream through two buffers each, the copy
-// of tile j + 1 in flight while tile j is used. Per key tile: S = Q K^T on the tensor cores, score
-// modifiers and the mask where the tile needs them, the online softmax in registers, O += P V with P
+// the key tiles those rows see. Q is copied once; K and V tiles stream through one or two buffers each
+// (tiles.hpp), the copies of the next tiles in flight while tile j is used. Per key tile: S = Q K^T on the tensor
+// cores, score modifiers and the mask where the tile needs them, the online softmax in registers, O += P V with P
 // straight from the accumulator registers. The epilogue normalises O and writes it through shared memory.
 #pragma once
 
@@ -22,7 +22,7 @@
 
 namespace flashattn::cuda {
 
-template <class T, int kHeadDim, int kWarps, int kMTiles_, int kBlockN_>
+template <class T, int kHeadDim, int kWarps, int kMTiles_, int kBlockN_, int kKvStages = 2>
 struct ForwardKernelShape {
   static constexpr int kThreads = kWarps * kWarpSize;
   static constexpr int kBlockM = kWarps * kMTiles_ * 16;
@@ -32,8 +32,9 @@ struct ForwardKernelShape {
   static constexpr int kDTiles = kHeadDim / 8;
   using QLayout = device::SmemLayout<kBlockM, kHeadDim>;
   using KvLayout = device::SmemLayout<kBlockN, kHeadDim>;
-  // Q (reused for the output), then K[2] and V[2].
-  static constexpr int kSmemBytes = (QLayout::kElements + 4 * KvLayout::kElements) * static_cast<int>(sizeof(T));
+  // Q (reused for the output), then K[kKvStages] and V[kKvStages].
+  static constexpr int kSmemBytes =
+      (QLayout::kElements + 2 * kKvStages * KvLayout::kElements) * static_cast<int>(sizeof(T));
 };
 
 namespace device {
@@ -68,7 +69,7 @@ template <class T, int kHeadDim>
 __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile(kHeadDim).min_blocks_per_sm)
     forward_kernel(const __grid_constant__ ForwardParams p) {
   constexpr ForwardTile kTile = forward_tile(kHeadDim);
-  using Shape = ForwardKernelShape<T, kHeadDim, kTile.warps, kTile.m_tiles, kTile.block_n>;
+  using Shape = ForwardKernelShape<T, kHeadDim, kTile.warps, kTile.m_tiles, kTile.block_n, kTile.kv_stages>;
   using QLayout = typename Shape::QLayout;
   using KvLayout = typename Shape::KvLayout;
   constexpr int kThreads = Shape::kThreads;
@@ -79,8 +80,10 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
   extern __shared__ __align__(128) unsigned char smem_bytes[];
   T* const smem_q = reinterpret_cast<T*>(smem_bytes);
   // K tiles at smem_k + buffer * kKvElements, V tiles after them.
+  constexpr int kStages = kTile.kv_stages;
+  static_assert(kStages == 1 || kStages == 2, "K and V stream through one or two buffers");
   T* const smem_k = smem_q + QLayout::kElements;
-  T* const smem_v = smem_k + 2 * KvLayout::kElements;
+  T* const smem_v = smem_k + kStages * KvLayout::kElements;
   constexpr int kKvElements = KvLayout::kElements;
 
   // The last query tiles see the most keys under a causal mask: hand them out first.
@@ -143,20 +146,24 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
   softmax.init();
   std::uint32_t q_fragments[kMTiles][kHeadDim / 16][4];
 
+  // Copy groups in flight, oldest first: two stages [K j+1, V j+1] at the top of tile j; one stage [V j] at
+  // the top, then [V j, K j+1] after Q K^T, then [K j+1, V j+1] after P V.
   for (int tile = tile_begin; tile < tile_end; ++tile) {
-    const int buffer = (tile - tile_begin) % 2;
+    const int buffer = kStages == 2 ? (tile - tile_begin) % 2 : 0;
     cp_async_wait<1>();  // Q (first time) and this K tile have landed; this V tile may still be in flight
     __syncthreads();     // ... for every thread; and every warp is done with the other buffers
-    if (tile + 1 < tile_end) {
-      copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k + (buffer ^ 1) * kKvElements,
-                                                   kv_src(p.k, tile + 1, p.head_dim), thread);
-      cp_async_commit();
-      copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v + (buffer ^ 1) * kKvElements,
-                                                   kv_src(p.v, tile + 1, p.head_dim_v), thread);
-      cp_async_commit();
-    } else {
-      cp_async_commit();
-      cp_async_commit();
+    if constexpr (kStages == 2) {
+      if (tile + 1 < tile_end) {
+        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k + (buffer ^ 1) * kKvElements,
+                                                     kv_src(p.k, tile + 1, p.head_dim), thread);
+        cp_async_commit();
+        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v + (buffer ^ 1) * kKvElements,
+                                                     kv_src(p.v, tile + 1, p.head_dim_v), thread);
+        cp_async_commit();
+      } else {
+        cp_async_commit();
+        cp_async_commit();
+      }
     }
 
     Accumulator<kMTiles, Shape::kNTiles> s;
@@ -175,6 +182,14 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
                                            operand(smem_k + buffer * kKvElements, 0, col_lanes));
     }
 
+    if constexpr (kStages == 1) {
+      __syncthreads();  // every warp is done with this K tile: its buffer takes the next one
+      if (tile + 1 < tile_end) {
+        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k, kv_src(p.k, tile + 1, p.head_dim), thread);
+      }
+      cp_async_commit();
+    }
+
     const int key0 = tile * kBlockN;
     const bool apply_mask = mask.tile_needs_mask(m0, m0 + rows, key0, key0 + kBlockN);
     if (modify) {
@@ -184,9 +199,16 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
     }
     softmax.update(s, o, softmax_scale);
 
-    cp_async_wait<2>();  // this V tile has landed (the next K and V may be in flight)
+    cp_async_wait<kStages == 2 ? 2 : 1>();  // this V tile has landed (the next K, and V, may be in flight)
     __syncthreads();
     warp_gemm_a_accumulator<T, true>(o, s, operand(smem_v + buffer * kKvElements, 0, row_lanes));
+    if constexpr (kStages == 1) {
+      __syncthreads();  // every warp is done with this V tile
+      if (tile + 1 < tile_end) {
+        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v, kv_src(p.v, tile + 1, p.head_dim_v), thread);
+      }
+      cp_async_commit();
+    }
   }
   cp_async_wait<0>();
 
@@ -248,7 +270,7 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
 template <class T, int kHeadDim>
 void launch_forward(const ForwardParams& p, cudaStream_t stream) {
   constexpr ForwardTile kTile = forward_tile(kHeadDim);
-  using Shape = ForwardKernelShape<T, kHeadDim, kTile.warps, kTile.m_tiles, kTile.block_n>;
+  using Shape = ForwardKernelShape<T, kHeadDim, kTile.warps, kTile.m_tiles, kTile.block_n, kTile.kv_stages>;
   auto* kernel = &device::forward_kernel<T, kHeadDim>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes);
   const dim3 grid((p.seqlen_q + Shape::kBlockM - 1) / Shape::kBlockM, p.heads_q, p.batch * p.num_splits);
