@@ -38,10 +38,11 @@ constexpr ForwardTile forward_tile(int head_dim) {
   //   d = 128: 4 warps x 2 m-tiles, Q from shared memory, 2 blocks  346 / 303 (8 warps x 1 m-tile, Q in
   //            registers: 302 / 281). Half the shared-memory reads per FLOP; it spilled 404 bytes until
   //            the tile copies stopped holding per-row addresses (smem.cuh), now 48.
-  //   d = 256: 8 warps x 1 m-tile, block_n 64                       323 / 282 (spill-free since the same
-  //            change; 272 / 239 before it).
+  //   d = 256: 4 warps x 1 m-tile, block_n 64, one K and one V buffer, 2 blocks per SM: 334 / 310 at 8k,
+  //            327 / 276 at 2k (8 warps x 1 m-tile, two buffers, 1 block: 327 / 291 and 308 / 253; same
+  //            call, 2026-11-26). Two blocks overlap one's barriers and prologue with the other's products.
   if (head_dim <= 128) return {4, 2, 64, false, 2};
-  return {8, 1, 64, false, 1};
+  return {4, 1, 64, false, 2, 1};
 }
 
 // Backward: a block owns block_n keys of one KV head and walks the query tiles (block_m rows) of every
