@@ -75,6 +75,8 @@ constexpr BackwardTile backward_tile(int head_dim) {
   //   d = 128: dQ in warps of 32 rows x 32 channels: 267 / 244 (16 rows x 64 channels: 262 / 239).
   //   d = 256: dK/dV in warps of 32 keys x 64 channels, dQ in 32 x 64: 211 / 200 (16 keys x 128, dQ in
   //            16 x 128: 199 / 188).
+  // With the dQ sums in 8 x 8 blocks (params.hpp) the same entries give 267 / 251, 319 / 287 and (dQ 32
+  // channels at a time) 254 / 250; block_m 64 at d = 64 then gave 244 / 229 and 253 / 235 (dQ warps 16 x 32).
   if (head_dim <= 64) return {8, 128, 128, 4, 4, 4, 1};
   if (head_dim <= 128) return {8, 64, 128, 4, 4, 2, 1};
   return {8, 64, 64, 4, 2, 2, 1};
