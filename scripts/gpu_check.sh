@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One full GPU check in one go, for the GPU machine (no network needed): builds flashattn with its Python
-# module for the card present on every core, runs every test through ctest (CPU and GPU), runs a small GPU
-# grid under compute-sanitizer (memcheck, racecheck), and benchmarks forward and backward against PyTorch's
+# module for the card present on every core, runs every test through ctest (CPU and GPU) and then the Python
+# tests under pytest (NumPy, PyTorch and CuPy, CUDA tensors included), runs a small GPU grid under
+# compute-sanitizer (memcheck, racecheck), and benchmarks forward and backward against PyTorch's
 # scaled_dot_product_attention backends through the Python package. A failing step does not stop the later
 # ones; the exit status is 1 when any step failed or could not run (no GPU), 2 for a malformed command line.
 #
@@ -9,7 +10,8 @@
 #
 # OUTDIR gets at most 8 files: summary.json (rewritten after every step: card, date, commit, per-step
 # status and seconds, test counts, failed tests), build.log (configure, build, `flashattn info`, the Python
-# package), ctest.log, sanitizer.log, bench.log, bench.json, bench.md and bench.png (bench/gpu_attention.py).
+# package), ctest.log (ctest, then pytest), sanitizer.log, bench.log, bench.json, bench.md and bench.png
+# (bench/gpu_attention.py).
 #
 # Environment:
 #   GPU_CHECK_STEPS       steps to run, comma-separated (default build,python,test,sanitize,bench); they
@@ -264,8 +266,24 @@ step_test() {
   if [ "$cuda_skipped" -gt 0 ]; then
     echo "gpu_check.sh: $cuda_skipped of $cuda_total GPU tests skipped (see tests.skip_reasons in summary.json)" \
       >> "$out_dir/ctest.log"
-    return 1
+    status=1
   fi
+  step_pytest || status=1
+  return "$status"
+}
+
+# The Python tests with the package the python step laid out (CUDA tensors through PyTorch and CuPy here;
+# CI runs the same files without a GPU). Its last line, pytest's summary, goes to summary.json.
+step_pytest() {
+  local status
+  {
+    echo "== python3 -m pytest tests/python (PYTHONPATH=$bench_pythonpath)"
+    PYTHONPATH="$bench_pythonpath${PYTHONPATH:+:$PYTHONPATH}" timeout "$(limit)" \
+      python3 -m pytest "$repo_root/tests/python" -q -rs -p no:cacheprovider
+  } > "$build_dir/pytest.log" 2>&1
+  status=$?
+  cat "$build_dir/pytest.log" >> "$out_dir/ctest.log"
+  record "tests.python" "$(tail -n 1 "$build_dir/pytest.log" | tr -d '=' | xargs)"
   return "$status"
 }
 
