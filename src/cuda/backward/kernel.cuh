@@ -145,12 +145,11 @@ __device__ __forceinline__ void add_dq_chunk(const Accumulator<kMTiles, kNTiles>
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int row = 16 * mt + 8 * half;
+      const int row = 16 * mt + 8 * half;  // a multiple of 8: the lane's place inside its 8-row group stays
       if (!kWhole && row + lane / 4 >= rows_left) continue;
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt) {
-        const int at = (2 * mt + half) * 8 * kHeadDim + nt * 64;  // rows 8 apart: whole groups; 8 columns: a block
-        atomic_add_pair(sums + at, dq.c[mt][nt][2 * half], dq.c[mt][nt][2 * half + 1]);
+        atomic_add_pair(sums + dq_sum_index(row, 8 * nt, kHeadDim), dq.c[mt][nt][2 * half], dq.c[mt][nt][2 * half + 1]);
       }
     }
   }
@@ -328,10 +327,13 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
         dq.zero();
         warp_gemm<T, kBlockN, true, true>(dq, operand(smem_ds, 0, ds_as_at),
                                           operand(smem_k, 0, k_as_bt, dim0 - dq_dim0));
+        // dq_sum_index(0, dim0) for a dim0 that is a multiple of 8, written out: through the function, the
+        // run-time division it stands for changed the d = 256 kernel's code.
+        float* const chunk_sums = lane_sums + dim0 * 8;
         if (whole_tile) {
-          add_dq_chunk<true, kHeadDim>(dq, lane_sums + dim0 * 8, rows_left, lane);
+          add_dq_chunk<true, kHeadDim>(dq, chunk_sums, rows_left, lane);
         } else {
-          add_dq_chunk<false, kHeadDim>(dq, lane_sums + dim0 * 8, rows_left, lane);
+          add_dq_chunk<false, kHeadDim>(dq, chunk_sums, rows_left, lane);
         }
       }
     }
