@@ -121,21 +121,21 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
   const float softmax_scale = modify ? 1.0f : p.scale_log2;
 
   const GlobalTile<T> q_src{seq.query_row<const T>(p.q, batch, m0, head), p.q.token_stride, rows, p.head_dim};
-  auto kv_src = [&](const detail::TokenTensor& t, int tile, int valid_cols) {
+  // load_k / load_v start the copy of key tile `tile` of K / V into buffer `buffer` (commit separately).
+  auto load_keys = [&](T* smem, const detail::TokenTensor& t, int tile, int valid_cols) {
     const int key0 = tile * kBlockN;
-    return GlobalTile<T>{seq.key_row<const T>(t, batch, key0, head_kv), t.token_stride, seq.seqlen_k - key0,
-                         valid_cols};
+    const GlobalTile<T> src{seq.key_row<const T>(t, batch, key0, head_kv), t.token_stride, seq.seqlen_k - key0,
+                            valid_cols};
+    copy_tile_async<kThreads, kBlockN, kHeadDim>(smem, src, thread);
   };
+  auto load_k = [&](int tile, int buffer) { load_keys(smem_k + buffer * kKvElements, p.k, tile, p.head_dim); };
+  auto load_v = [&](int tile, int buffer) { load_keys(smem_v + buffer * kKvElements, p.v, tile, p.head_dim_v); };
 
   copy_tile_async<kThreads, kBlockM, kHeadDim>(smem_q, q_src, thread);
   cp_async_commit();
-  if (tile_begin < tile_end) {
-    copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k, kv_src(p.k, tile_begin, p.head_dim), thread);
-  }
+  if (tile_begin < tile_end) load_k(tile_begin, 0);
   cp_async_commit();
-  if (tile_begin < tile_end) {
-    copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v, kv_src(p.v, tile_begin, p.head_dim_v), thread);
-  }
+  if (tile_begin < tile_end) load_v(tile_begin, 0);
   cp_async_commit();
 
   const RowMajorLanes<kHeadDim> row_lanes(lane);  // Q as A [m][k]; V as B [k][n]
@@ -154,11 +154,9 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
     __syncthreads();     // ... for every thread; and every warp is done with the other buffers
     if constexpr (kStages == 2) {
       if (tile + 1 < tile_end) {
-        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k + (buffer ^ 1) * kKvElements,
-                                                     kv_src(p.k, tile + 1, p.head_dim), thread);
+        load_k(tile + 1, buffer ^ 1);
         cp_async_commit();
-        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v + (buffer ^ 1) * kKvElements,
-                                                     kv_src(p.v, tile + 1, p.head_dim_v), thread);
+        load_v(tile + 1, buffer ^ 1);
         cp_async_commit();
       } else {
         cp_async_commit();
@@ -184,9 +182,7 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
 
     if constexpr (kStages == 1) {
       __syncthreads();  // every warp is done with this K tile: its buffer takes the next one
-      if (tile + 1 < tile_end) {
-        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_k, kv_src(p.k, tile + 1, p.head_dim), thread);
-      }
+      if (tile + 1 < tile_end) load_k(tile + 1, 0);
       cp_async_commit();
     }
 
@@ -204,9 +200,7 @@ __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile
     warp_gemm_a_accumulator<T, true>(o, s, operand(smem_v + buffer * kKvElements, 0, row_lanes));
     if constexpr (kStages == 1) {
       __syncthreads();  // every warp is done with this V tile
-      if (tile + 1 < tile_end) {
-        copy_tile_async<kThreads, kBlockN, kHeadDim>(smem_v, kv_src(p.v, tile + 1, p.head_dim_v), thread);
-      }
+      if (tile + 1 < tile_end) load_v(tile + 1, 0);
       cp_async_commit();
     }
   }
