@@ -41,7 +41,11 @@ constexpr ForwardTile forward_tile(int head_dim) {
   //   d = 256: 4 warps x 1 m-tile, block_n 64, one K and one V buffer, 2 blocks per SM: 334 / 310 at 8k,
   //            327 / 276 at 2k (8 warps x 1 m-tile, two buffers, 1 block: 327 / 291 and 308 / 253; same
   //            call, 2026-11-26). Two blocks overlap one's barriers and prologue with the other's products.
-  if (head_dim <= 128) return {4, 2, 64, false, 2};
+  // Later the same day, with one barrier per key tile for two buffers (kernel.cuh), d = 128 with one K and
+  // one V buffer gave 338 / 281, 356 / 307, 360 / 320 at 2k, 4k, 8k against two buffers' 339 / 274,
+  // 351 / 304, 358 / 321 (same call; +0.3 to +1.9 % in an earlier call against two buffers, two barriers).
+  if (head_dim <= 64) return {4, 2, 64, false, 2};
+  if (head_dim <= 128) return {4, 2, 64, false, 2, 1};
   return {4, 1, 64, false, 2, 1};
 }
 

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/device/ptx.cuh"
 #include "cuda/device/sequence.cuh"
@@ -42,9 +43,14 @@ struct BackwardKernelShape {
   // dQ: each warp owns dq_rows x dq_dims.
   static constexpr int kDqRows = kBlockM / kTile.dq_warps_m;
   static constexpr int kDqDims = kHeadDim / (kWarps / kTile.dq_warps_m);
-  // The register budget: S^T / dP^T are computed 32 queries at a time, dQ 32 channels at a time (d = 256:
-  // 64 at a time spilled 16 bytes and was 4 % slower at seqlen 8k, H100; its red bursts were twice as long).
+  // The register budget: S^T / dP^T are computed 32 queries at a time where the step needs the mask or a
+  // score modifier, up to 64 at a time elsewhere, and dQ 32 channels at a time (d = 256: 64 at a time
+  // spilled 16 bytes and was 4 % slower at seqlen 8k, H100; its red bursts were twice as long). With 32,
+  // each K / V fragment was fetched once per chunk, which doubled the shared-memory queue's stalls at d = 64
+  // (ncu against FA2); 64 on plain steps took d = 64 from 225 / 265 / 279 to 237 / 279 / 293 TFLOP/s at
+  // seqlen 2k / 8k / 16k non-causal (H100), though it spills 48 bytes. 64 on every step was slower causal.
   static constexpr int kSdpQueryChunk = kSdpQueries < 32 ? kSdpQueries : 32;
+  static constexpr int kSdpPlainChunk = kSdpQueries < 64 ? kSdpQueries : 64;
   static constexpr int kDqDimChunk = kDqDims < 32 ? kDqDims : 32;
   static_assert(kSdpKeys % 16 == 0 && kSdpQueries % 16 == 0 && kKvKeys % 16 == 0 && kKvDims % 16 == 0 &&
                     kDqRows % 16 == 0 && kDqDims % 16 == 0,
@@ -271,36 +277,44 @@ __global__ void __launch_bounds__(backward_tile(kHeadDim).threads(), backward_ti
     cp_async_wait<0>();
     __syncthreads();  // this step's tiles have landed; every warp is done with the previous step
 
-    // S^T and dP^T a chunk of queries at a time: the fp32 scores of the whole tile next to the dK and dV
-    // accumulators spilled registers (seen in ptxas -v and as local-memory traffic under ncu).
     mod.slope = p.alibi_slopes == nullptr ? 0.0f : p.alibi_slopes[batch * p.alibi_batch_stride + head];
     const bool modify = !mod.plain();
     const bool apply_mask = mask.tile_needs_mask(m0, m0 + kBlockM, n0, n0 + kBlockN);
     const TileRows rows{smem_lse + buffer * kBlockM, smem_dot + buffer * kBlockM, m0, n0};
-    constexpr int kChunk = Shape::kSdpQueryChunk;
+    // S^T and dP^T a chunk of queries at a time, then P^T and dS^T compiled per case (score modifier, mask),
+    // chosen once per chunk: per-element tests of `modify` and the mask doubled the instructions executed
+    // per mma (SASS of the d = 128 instance). plain_only: the step needs neither.
+    auto score_chunks = [&](auto chunk_size, auto plain_only) {
+      constexpr int kChunk = decltype(chunk_size)::value;
 #pragma unroll
-    for (int chunk0 = sdp_query0; chunk0 < sdp_query0 + Shape::kSdpQueries; chunk0 += kChunk) {
-      Accumulator<Shape::kSdpKeys / 16, kChunk / 8> s;
-      Accumulator<Shape::kSdpKeys / 16, kChunk / 8> dp;
-      s.zero();
-      dp.zero();
-      warp_gemm<T, kHeadDim, false, false>(s, operand(smem_k, sdp_key0, kv_as_a),
-                                           operand(smem_q + buffer * kQElements, chunk0, qdo_as_b));
-      warp_gemm<T, kHeadDim, false, false>(dp, operand(smem_v, sdp_key0, kv_as_a),
-                                           operand(smem_do + buffer * kQElements, chunk0, qdo_as_b));
-      // One branch per chunk, not per element: per-element tests of `modify` and the mask doubled the
-      // instructions executed per mma (SASS of the d = 128 instance).
-      const ScoreTile where{sdp_key0, chunk0, lane};
-      if (modify) {
-        probabilities_and_gradients<T, kBlockN, kBlockM, true, true>(s, dp, where, rows, mod, mask, p.scale_log2,
-                                                                     smem_p, smem_ds);
-      } else if (apply_mask) {
-        probabilities_and_gradients<T, kBlockN, kBlockM, false, true>(s, dp, where, rows, mod, mask, p.scale_log2,
-                                                                      smem_p, smem_ds);
-      } else {
-        probabilities_and_gradients<T, kBlockN, kBlockM, false, false>(s, dp, where, rows, mod, mask, p.scale_log2,
+      for (int chunk0 = sdp_query0; chunk0 < sdp_query0 + Shape::kSdpQueries; chunk0 += kChunk) {
+        Accumulator<Shape::kSdpKeys / 16, kChunk / 8> s;
+        Accumulator<Shape::kSdpKeys / 16, kChunk / 8> dp;
+        s.zero();
+        dp.zero();
+        warp_gemm<T, kHeadDim, false, false>(s, operand(smem_k, sdp_key0, kv_as_a),
+                                             operand(smem_q + buffer * kQElements, chunk0, qdo_as_b));
+        warp_gemm<T, kHeadDim, false, false>(dp, operand(smem_v, sdp_key0, kv_as_a),
+                                             operand(smem_do + buffer * kQElements, chunk0, qdo_as_b));
+        const ScoreTile where{sdp_key0, chunk0, lane};
+        if (!decltype(plain_only)::value && modify) {
+          probabilities_and_gradients<T, kBlockN, kBlockM, true, true>(s, dp, where, rows, mod, mask, p.scale_log2,
                                                                        smem_p, smem_ds);
+        } else if (!decltype(plain_only)::value && apply_mask) {
+          probabilities_and_gradients<T, kBlockN, kBlockM, false, true>(s, dp, where, rows, mod, mask, p.scale_log2,
+                                                                        smem_p, smem_ds);
+        } else {
+          probabilities_and_gradients<T, kBlockN, kBlockM, false, false>(s, dp, where, rows, mod, mask, p.scale_log2,
+                                                                         smem_p, smem_ds);
+        }
       }
+    };
+    using MaskedChunk = std::integral_constant<int, Shape::kSdpQueryChunk>;
+    using PlainChunk = std::integral_constant<int, Shape::kSdpPlainChunk>;
+    if (Shape::kSdpPlainChunk == Shape::kSdpQueryChunk || modify || apply_mask) {
+      score_chunks(MaskedChunk{}, std::false_type{});
+    } else {
+      score_chunks(PlainChunk{}, std::true_type{});
     }
     // The next step's tiles are requested here rather than right after the first barrier, so that their
     // address arithmetic does not stand between the barrier and the first mma (H100, seqlen 8k: +2 % at
