@@ -40,28 +40,55 @@ struct GlobalTile {
 };
 
 // Starts the asynchronous copy of a whole tile by all kThreads threads of the block (commit separately).
-// Each thread copies one 16-byte column chunk of every kRowsPerPass-th row, walking down with one pointer:
-// per-row addresses computed up front were hoisted out of the kernels' key loops and held in registers,
-// which made the 32-row forward warps spill (ptxas, head_dim 128, 4 warps x 2 m-tiles: 412 bytes; 48 now).
+// Eight threads share a row: thread c copies chunks c, c + 8, ... of rows first_row, first_row +
+// kRowsPerPass, ... Rows kRowsPerPass apart (a multiple of 8) share their swizzle and chunk c + 8 j lies 64 j
+// elements after chunk c on both sides.
+//   64 columns (one chunk per thread and row): one pointer walks down the rows. Per-row addresses computed
+//     up front were hoisted out of the kernels' key loops and held in registers (spills).
+//   Wider: each row's address is computed before its copies and the row's other chunks are immediate
+//     offsets from it. The walking pointer made each cp.async wait until the previous one had read the
+//     register (ncu, forward d = 128, seqlen 2k: 1.9 % of the stall samples, FA2's copies 0.2 %); this
+//     form gave the forward +2.6 % / +1.8 % at d = 128, seqlen 2k / 4k, non-causal (H100). At 64 columns
+//     it cost the forward about 1 %, so those keep the walk.
 template <int kThreads, int kRows, int kCols, class T>
 __device__ __forceinline__ void copy_tile_async(T* smem, const GlobalTile<T>& src, int thread) {
   using Layout = SmemLayout<kRows, kCols>;
-  static_assert(kThreads % Layout::kChunksPerRow == 0, "a pass must cover whole rows");
-  constexpr int kRowsPerPass = kThreads / Layout::kChunksPerRow;
+  constexpr int kThreadsPerRow = kSwizzleChunks;
+  constexpr int kChunksPerThread = Layout::kChunksPerRow / kThreadsPerRow;
+  constexpr int kRowsPerPass = kThreads / kThreadsPerRow;
+  constexpr int kPasses = kRows / kRowsPerPass;
+  static_assert(kThreads % kThreadsPerRow == 0 && kRowsPerPass % kSwizzleChunks == 0, "passes must keep the swizzle");
   static_assert(kRows % kRowsPerPass == 0, "the tile must split evenly over the threads");
-  const int first_row = thread / Layout::kChunksPerRow;
-  const int col = (thread % Layout::kChunksPerRow) * kChunkElements;
-  const bool col_valid = col < src.valid_cols;
+  const int first_row = thread / kThreadsPerRow;
+  const int col = (thread % kThreadsPerRow) * kChunkElements;
   const std::int64_t pass_stride = kRowsPerPass * src.row_stride;
-  const T* from = src.base + first_row * src.row_stride + col;
+  // An invalid chunk reads nothing (src-size 0), so its pointer needs no clamping: the select cost two
+  // instructions per row in the backward's step loop (SASS, d = 128).
+  if constexpr (kChunksPerThread == 1) {
+    const bool col_valid = col < src.valid_cols;
+    const T* from = src.base + first_row * src.row_stride + col;
 #pragma unroll
-  for (int pass = 0; pass < kRows / kRowsPerPass; ++pass) {
-    const int row = first_row + pass * kRowsPerPass;
-    const bool valid = col_valid && row < src.valid_rows;
-    // An invalid row reads nothing (src-size 0), so its pointer needs no clamping: the select cost two
-    // instructions per row in the backward's step loop (SASS, d = 128).
-    cp_async_16(smem_address(smem + Layout::offset(row, col)), from, valid);
-    from += pass_stride;
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int row = first_row + pass * kRowsPerPass;
+      cp_async_16(smem_address(smem + Layout::offset(row, col)), from, col_valid && row < src.valid_rows);
+      from += pass_stride;
+    }
+  } else {
+    const std::uint32_t smem_first = smem_address(smem + Layout::offset(first_row, col));
+    const T* rows[kPasses];
+    rows[0] = src.base + first_row * src.row_stride + col;
+#pragma unroll
+    for (int pass = 1; pass < kPasses; ++pass) rows[pass] = rows[pass - 1] + pass_stride;
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const bool row_valid = first_row + pass * kRowsPerPass < src.valid_rows;
+#pragma unroll
+      for (int j = 0; j < kChunksPerThread; ++j) {
+        const int offset = j * kThreadsPerRow * kChunkElements;
+        cp_async_16(smem_first + 2 * (pass * kRowsPerPass * kCols + offset), rows[pass] + offset,
+                    row_valid && col + offset < src.valid_cols);
+      }
+    }
   }
 }
 
