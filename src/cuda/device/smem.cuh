@@ -119,10 +119,24 @@ __device__ __forceinline__ void store_tile(const T* smem, const GlobalOutTile<T>
   }
 }
 
-// Stores a pair of adjacent elements (col even) into a tile.
-template <int kRows, int kCols, class T>
-__device__ __forceinline__ void store_pair(T* smem, int row, int col, std::uint32_t pair) {
-  *reinterpret_cast<std::uint32_t*>(smem + SmemLayout<kRows, kCols>::offset(row, col)) = pair;
-}
+// The stores of a warp's m16n8 accumulator pairs into a tile: the thread's pairs lie in rows row0 + lane / 4 + 8 i
+// and columns 8 t + 2 (lane % 4) + {0, 1}. Those rows share one swizzle, so every pair's address is the thread's
+// first one with the chunk bits XORed by t % 8, plus an immediate: one address register where the per-pair
+// offset() took four instructions a store (SASS, forward d = 128). The tile must start 128-byte aligned.
+template <int kRows, int kCols>
+struct PairStores {
+  std::uint32_t first;  // shared-memory byte address of the pair in row row0 + lane / 4, column 2 (lane % 4)
+
+  __device__ __forceinline__ PairStores(const void* tile, int row0, int lane) {
+    const int row = row0 + lane / 4;
+    first = smem_address(tile) + 2 * (row * kCols + (row % kSwizzleChunks) * kChunkElements + 2 * (lane % 4));
+  }
+  // The pair in row row0 + lane / 4 + 8 * row8, column 8 * col_tile + 2 * (lane % 4).
+  __device__ __forceinline__ void store(int row8, int col_tile, std::uint32_t pair) const {
+    constexpr int kChunkBytes = 2 * kChunkElements;
+    const std::uint32_t swizzled = first ^ ((col_tile % kSwizzleChunks) * kChunkBytes);
+    st_shared_32(swizzled + 2 * 8 * row8 * kCols + (col_tile / kSwizzleChunks) * kSwizzleChunks * kChunkBytes, pair);
+  }
+};
 
 }  // namespace flashattn::cuda::device
