@@ -7,7 +7,12 @@ The protocol of the project's H100 baselines (shared/anchors/README.md beside th
 FlashAttention papers: batch x seqlen = 16k tokens and heads x head_dim = 2048 at every point, head_dim
 64 / 128 / 256, seqlen 512 ... 16k, causal and not, bf16 (--dtype fp16 for fp16). Inputs are fresh random
 normal values. Each figure is the median of CUDA-event times of timed calls after warm-up calls, with the L2
-cache flushed before each call (as triton.testing.do_bench, which the baselines used). The backward is timed
+cache flushed before each call (as triton.testing.do_bench, which the baselines used). The timed calls of a
+point run in rounds (--rounds), each round timing every backend in turn: under sustained load the H100 here
+runs at its 700 W power cap (nvidia-smi: SW power cap), its SM clock moving between about 1500 and 1980 MHz
+from one tenth of a second to the next, and a backend timed in one block could draw a slow stretch that the
+next did not (2026-11-26: our d = 128 forward at 8k read 334 TFLOP/s in one such run and 370 / 362 in two
+runs minutes later, FA2 365 / 327 / 365). The backward is timed
 alone: one forward builds the autograd graph, then torch.autograd.grad(out, (q, k, v), dout,
 retain_graph=True) is timed. FLOPs as FlashAttention counts them: forward 4 * batch * heads * seqlen^2 *
 head_dim, halved when causal; backward 2.5x forward.
@@ -57,21 +62,25 @@ def forward_flops(batch, heads, seqlen, head_dim, causal):
     return flops / 2.0 if causal else flops
 
 
-def median_ms(call, warmup, reps, flush_buffer):
-    """Median CUDA-event time of call() in milliseconds, over reps calls after warmup calls."""
+def timed_ms(call, count, flush_buffer):
+    """CUDA-event times of count calls of call() in milliseconds, the L2 cache flushed before each."""
     import torch
 
-    for _ in range(warmup):
-        call()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
     for start, end in zip(starts, ends):
         flush_buffer.zero_()
         start.record()
         call()
         end.record()
     torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in zip(starts, ends))
+    return [start.elapsed_time(end) for start, end in zip(starts, ends)]
+
+
+def round_sizes(reps, rounds):
+    """reps timed calls split over rounds as evenly as can be."""
+    rounds = max(1, min(rounds, reps))
+    return [reps // rounds + (index < reps % rounds) for index in range(rounds)]
 
 
 class Backend:
@@ -122,43 +131,70 @@ def error_text(error):
     return text[:ERROR_TEXT_LIMIT]
 
 
-def measure(backend, point, args, dtype, flush_buffer, import_error):
-    """Forward and backward rows of one backend at one point."""
+def prepare(backend, pass_name, point, dtype):
+    """The call to time for one backend and pass at one point; it holds its inputs."""
     import torch
 
     head_dim, causal, seqlen = point
     batch, heads = TOKENS // seqlen, MODEL_WIDTH // head_dim
+    with backend.context():
+        if pass_name == "fwd":
+            q, k, v = backend.inputs(batch, heads, seqlen, head_dim, dtype, requires_grad=False)
+
+            def forward():
+                with torch.no_grad():
+                    backend.attention(q, k, v, causal)
+
+            return forward
+        q, k, v = backend.inputs(batch, heads, seqlen, head_dim, dtype, requires_grad=True)
+        out = backend.attention(q, k, v, causal)
+        dout = torch.randn_like(out)
+        return lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
+
+
+def measure_point(backends, point, args, dtype, flush_buffer, import_error):
+    """Forward and backward rows of every backend at one point. After each one's warm-up, the timed calls run in
+    rounds, each round timing every backend and pass in turn: all see the same clock and power state, which on
+    an H100 at its power cap changes from second to second (see the module's docstring)."""
+    head_dim, causal, seqlen = point
+    batch, heads = TOKENS // seqlen, MODEL_WIDTH // head_dim
     flops = forward_flops(batch, heads, seqlen, head_dim, causal)
-    base = {"head_dim": head_dim, "causal": causal, "seqlen": seqlen, "batch": batch, "heads": heads,
-            "backend": backend.label}
-    rows = []
-    for pass_name, pass_flops in (("fwd", flops), ("bwd", flops * BACKWARD_FLOPS_FACTOR)):
-        row = dict(base, **{"pass": pass_name, "ms": None, "tflops": None})
-        try:
-            if backend.attention is None:
-                raise RuntimeError(f"cannot import flashattn: {import_error}")
-            with backend.context():
-                if pass_name == "fwd":
-                    q, k, v = backend.inputs(batch, heads, seqlen, head_dim, dtype, requires_grad=False)
-                    with torch.no_grad():
-                        ms = median_ms(lambda: backend.attention(q, k, v, causal), args.warmup, args.reps,
-                                       flush_buffer)
-                else:
-                    q, k, v = backend.inputs(batch, heads, seqlen, head_dim, dtype, requires_grad=True)
-                    out = backend.attention(q, k, v, causal)
-                    dout = torch.randn_like(out)
-                    ms = median_ms(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True), args.warmup,
-                                   args.reps, flush_buffer)
+    rows, timed = [], []
+    for backend in backends:
+        for pass_name, pass_flops in (("fwd", flops), ("bwd", flops * BACKWARD_FLOPS_FACTOR)):
+            row = {"head_dim": head_dim, "causal": causal, "seqlen": seqlen, "batch": batch, "heads": heads,
+                   "backend": backend.label, "pass": pass_name, "ms": None, "tflops": None}
+            rows.append(row)
+            try:
+                if backend.attention is None:
+                    raise RuntimeError(f"cannot import flashattn: {import_error}")
+                call = prepare(backend, pass_name, point, dtype)
+                with backend.context():
+                    for _ in range(args.warmup):
+                        call()
+                timed.append({"row": row, "backend": backend, "call": call, "flops": pass_flops, "ms": []})
+            except Exception as error:  # a backend that cannot run a shape is reported, not fatal
+                row["error"] = error_text(error)
+    for count in round_sizes(args.reps, args.rounds):
+        for entry in timed:
+            if "error" in entry["row"]:
+                continue
+            try:
+                with entry["backend"].context():
+                    entry["ms"] += timed_ms(entry["call"], count, flush_buffer)
+            except Exception as error:
+                entry["row"]["error"] = error_text(error)
+    for entry in timed:
+        row = entry["row"]
+        if "error" not in row:
+            ms = statistics.median(entry["ms"])
             row["ms"] = round(ms, 4)
-            row["tflops"] = round(pass_flops / (ms * 1e-3) / 1e12, 1)
-        except Exception as error:  # a backend that cannot run a shape is reported, not fatal
-            row["error"] = error_text(error)
-        finally:
-            q = k = v = out = dout = None  # free before the next allocation
-        rows.append(row)
+            row["tflops"] = round(entry["flops"] / (ms * 1e-3) / 1e12, 1)
+    timed.clear()  # frees every backend's inputs before the next point
+    for row in rows:
         shown = f"{row['ms']:.3f} ms, {row['tflops']:.1f} TFLOP/s" if row["tflops"] is not None else row["error"]
-        print(f"{pass_name} d={head_dim} causal={int(causal)} s={seqlen} b={batch} h={heads} {backend.label}: {shown}",
-              flush=True)
+        print(f"{row['pass']} d={head_dim} causal={int(causal)} s={seqlen} b={batch} h={heads} {row['backend']}: "
+              f"{shown}", flush=True)
     return rows
 
 
@@ -208,7 +244,8 @@ def markdown_table(results):
         "",
         f"{meta['date']}, torch {meta['torch']} (CUDA {meta['torch_cuda']}, cuDNN {meta['cudnn']}); "
         f"batch x seqlen = {TOKENS}, heads x head_dim = {MODEL_WIDTH}; median of {meta['reps']} CUDA-event timed "
-        f"calls after {meta['warmup']} warm-up calls, L2 flushed before each; FLOPs 4*b*h*s*s*d, halved when "
+        f"calls after {meta['warmup']} warm-up calls, in {meta.get('rounds', 1)} rounds with the backends "
+        f"interleaved, L2 flushed before each; FLOPs 4*b*h*s*s*d, halved when "
         f"causal, backward 2.5x forward. flashattn: {ours_text}",
         "",
         "| pass | head_dim | causal | backend | " + " | ".join(f"s={s}" for s in seqlens) + " |",
@@ -253,6 +290,8 @@ def parse_args():
     parser.add_argument("--backends", nargs="+", choices=[OURS, *SDPA_BACKENDS], default=[OURS, *SDPA_BACKENDS])
     parser.add_argument("--warmup", type=int, help="warm-up calls (default 5, --quick 3)")
     parser.add_argument("--reps", type=int, default=20, help="timed calls, the median is reported (default 20)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds the timed calls are split into, every backend timed in each (default 5)")
     parser.add_argument("--json", default="gpu_attention.json", help="results file (default gpu_attention.json)")
     parser.add_argument("--markdown", help="Markdown table file (default: the JSON path with .md)")
     parser.add_argument("--plot", help="PNG plot file, when matplotlib is importable (default: JSON path, .png)")
@@ -307,12 +346,13 @@ def main():
         "quick": args.quick,
         "warmup": args.warmup,
         "reps": args.reps,
+        "rounds": args.rounds,
         "tokens": TOKENS,
         "model_width": MODEL_WIDTH,
         "flashattn": ours_info(flashattn_module) if flashattn_module else {"error": import_error},
     }
-    print(f"{meta['device']}, torch {meta['torch']}, {args.dtype}, median of {args.reps} after {args.warmup} warm-up",
-          flush=True)
+    print(f"{meta['device']}, torch {meta['torch']}, {args.dtype}, median of {args.reps} after {args.warmup} warm-up, "
+          f"{args.rounds} interleaved rounds", flush=True)
 
     rows = []
     results = {"meta": meta, "rows": rows}
@@ -322,17 +362,18 @@ def main():
         for causal in causal_values:
             for seqlen in args.seqlens:
                 point = (head_dim, causal, seqlen)
-                for backend in backends:
-                    point_rows = measure(backend, point, args, dtype, flush_buffer, import_error)
-                    if compare and backend.name == OURS and point_rows[0]["tflops"] is not None:
-                        try:
-                            difference = forward_difference(backend, by_name["FLASH_ATTENTION"], point, dtype)
-                            point_rows[0]["max_abs_diff_vs_fa2"] = round(difference, 5)
-                            print(f"   max |flashattn - FA2| of the forward output: {difference:.5f}", flush=True)
-                        except Exception as error:  # the timings stand; the comparison is reported as failed
-                            point_rows[0]["max_abs_diff_vs_fa2_error"] = error_text(error)
-                            print(f"   forward comparison failed: {error_text(error)}", flush=True)
-                    rows.extend(point_rows)
+                point_rows = measure_point(backends, point, args, dtype, flush_buffer, import_error)
+                ours_forward = next((row for row in point_rows if row["backend"] == by_name[OURS].label
+                                     and row["pass"] == "fwd"), None) if compare else None
+                if ours_forward is not None and ours_forward["tflops"] is not None:
+                    try:
+                        difference = forward_difference(by_name[OURS], by_name["FLASH_ATTENTION"], point, dtype)
+                        ours_forward["max_abs_diff_vs_fa2"] = round(difference, 5)
+                        print(f"   max |flashattn - FA2| of the forward output: {difference:.5f}", flush=True)
+                    except Exception as error:  # the timings stand; the comparison is reported as failed
+                        ours_forward["max_abs_diff_vs_fa2_error"] = error_text(error)
+                        print(f"   forward comparison failed: {error_text(error)}", flush=True)
+                rows.extend(point_rows)
                 torch.cuda.empty_cache()
                 write_results(results, args)  # after every point: a run stopped early keeps what it measured
     print(f"wrote {args.json} and {args.markdown}")
