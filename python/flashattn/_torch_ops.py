@@ -19,7 +19,9 @@ import torch
 from flashattn._arrays import TorchTensors
 from flashattn._calls import native_backward, native_forward, native_options, output_shapes, varlen_arguments
 
-_VARLEN_ARGUMENTS = "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, Tensor? seqused_k, SymInt max_seqlen_q, SymInt max_seqlen_k"
+_VARLEN_ARGUMENTS = (
+    "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, Tensor? seqused_k, SymInt max_seqlen_q, SymInt max_seqlen_k"
+)
 _OPTION_ARGUMENTS = (
     "Tensor? alibi_slopes, float softmax_scale, bool causal, str causal_alignment, SymInt window_left, "
     "SymInt window_right, float softcap, bool deterministic"
@@ -102,12 +104,16 @@ class _Attention(torch.autograd.Function):
         ctx.save_for_backward(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, seqused_k, alibi_slopes)
         ctx.max_seqlens = (max_seqlen_q, max_seqlen_k)
         ctx.options = options  # softmax_scale ... deterministic, in the order both ops take them
-        # The log-sum-exp is an auxiliary result, as in flash-attn: no gradient flows back through it.
+        # The log-sum-exp is an auxiliary result, as in flash-attn: no gradient flows back through it, and autograd
+        # need not make a zero one (a fill kernel and 15 us of host time a call).
         ctx.mark_non_differentiable(lse)
+        ctx.set_materialize_grads(False)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):
+        if dout is None:  # grads are not materialised: no gradient reached out
+            return (None,) * 16
         q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, seqused_k, alibi_slopes = ctx.saved_tensors
         dq, dk, dv = torch.ops.flashattn.backward(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, seqused_k,
                                                   *ctx.max_seqlens, alibi_slopes, *ctx.options)

@@ -194,6 +194,25 @@ def test_opcheck(device, varlen, generator):
     torch.library.opcheck(torch.ops.flashattn.backward.default, backward_args)
 
 
+def test_no_gradient_reaching_out(generator):
+    """A consumer of out that returns no gradient for it: the backward op does not run, k and v get none."""
+
+    class NoGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return None
+
+    q, k, v = (random_tensor(generator, (1, 8, 2, 32), torch.float32, "cpu", requires_grad=True) for _ in range(3))
+    out = flashattn.flash_attn_func(q, k, v)
+    (NoGradient.apply(out).sum() + q.sum()).backward()
+    torch.testing.assert_close(q.grad, torch.ones_like(q))
+    assert k.grad is None and v.grad is None
+
+
 def test_errors_through_torch(generator):
     q = random_tensor(generator, (1, 8, 2, 16), torch.float32, "cpu")
     with pytest.raises(NotImplementedError, match="dropout"):
