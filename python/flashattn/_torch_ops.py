@@ -10,8 +10,8 @@ every argument; nothing here, nor in the build, needs PyTorch's headers or libra
 The ops are defined through torch.library.Library, with forward's autograd an autograd.Function registered to
 the Autograd key: what torch.library.custom_op builds, less its wrapper's per-call work. That wrapper refilled
 the schema's defaults on every differentiable call, rebuilding the 16-argument schema's list for each argument
-(torch._library.utils.fill_defaults): 63 us of a 143 us flash_attn_func call on tensors that require grad
-(CPU, tiny shapes, torch 2.15).
+(torch._library.utils.fill_defaults, 63 us a call under cProfile). A flash_attn_func call on tensors that require
+grad took 143 us with custom_op and takes 48 us with these (CPU, tiny shapes, torch 2.15).
 """
 
 import torch
