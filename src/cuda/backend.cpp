@@ -327,12 +327,12 @@ void backward(const detail::Problem& problem) {
   StreamBuffer row_values(2 * rows, stream);
   p.lse_log2 = row_layout(problem, row_values.data());
   p.dot_do_o = row_layout(problem, row_values.data() + rows);
-  const std::int64_t dq_sum_count = (rows + 7) / 8 * 8 * head_dim;  // whole 8-row groups (dq_sum_index)
-  StreamBuffer dq_sums(problem.deterministic ? 0 : dq_sum_count, stream);
+  const std::int64_t dq_sum_floats = dq_sum_count(rows, head_dim);
+  StreamBuffer dq_sums(problem.deterministic ? 0 : dq_sum_floats, stream);
   p.dq_accum = dq_sums.data();
   p.dq_accum_stride = head_dim;
   if (p.dq_accum != nullptr) {
-    check(cudaMemsetAsync(p.dq_accum, 0, static_cast<std::size_t>(dq_sum_count) * sizeof(float), stream),
+    check(cudaMemsetAsync(p.dq_accum, 0, static_cast<std::size_t>(dq_sum_floats) * sizeof(float), stream),
           "cudaMemsetAsync (dq sums)");
   }
   const bool bf16 = problem.dtype == DType::kBFloat16;

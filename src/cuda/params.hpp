@@ -74,5 +74,9 @@ struct BackwardParams : AttentionParams {
 constexpr std::int64_t dq_sum_index(std::int64_t row, int col, int stride) {
   return (row / 8) * (8 * stride) + (col / 8) * 64 + (row % 8) * 8 + col % 8;
 }
+// Floats the sums of `rows` rows take in that layout: whole groups of 8 rows, up to where the next would start.
+constexpr std::int64_t dq_sum_count(std::int64_t rows, int stride) {
+  return dq_sum_index((rows + 7) / 8 * 8, 0, stride);
+}
 
 }  // namespace flashattn::cuda
