@@ -5,6 +5,7 @@
 #include "flashattn/errors.hpp"
 #include "flashattn/export.hpp"
 #include "flashattn/info.hpp"
+#include "flashattn/kvcache.hpp"
 #include "flashattn/options.hpp"
 #include "flashattn/tensor.hpp"
 #include "flashattn/version.hpp"

@@ -1,5 +1,6 @@
 """The array frameworks flashattn takes (NumPy, CuPy, PyTorch): how each allocates an output, hands an array
-to the native module through DLPack, names its current CUDA stream and pads the head dimension."""
+to the native module through DLPack, names its current CUDA stream, pads the head dimension and tells whether
+an array lives on a GPU (the KV-cache call allocates its split-KV workspace only there)."""
 
 import sys
 
@@ -46,6 +47,14 @@ class NumPyArrays:
     def pad_last(x, width):
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width)])
 
+    @staticmethod
+    def full_int32(shape, value, like):
+        return np.full(shape, value, np.int32)
+
+    @staticmethod
+    def on_cuda(x):
+        return False
+
 
 class CuPyArrays:
     name = "cupy"
@@ -91,6 +100,17 @@ class CuPyArrays:
         import cupy
 
         return cupy.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width)])
+
+    @staticmethod
+    def full_int32(shape, value, like):
+        import cupy
+
+        with like.device:
+            return cupy.full(shape, value, cupy.int32)
+
+    @staticmethod
+    def on_cuda(x):
+        return True
 
 
 class TorchTensors:
@@ -139,6 +159,16 @@ class TorchTensors:
         import torch
 
         return torch.nn.functional.pad(x, (0, width))
+
+    @staticmethod
+    def full_int32(shape, value, like):
+        import torch
+
+        return torch.full(shape, value, dtype=torch.int32, device=like.device)
+
+    @staticmethod
+    def on_cuda(x):
+        return x.device.type == "cuda"
 
 
 _FRAMEWORKS = (NumPyArrays, TorchTensors, CuPyArrays)

@@ -205,3 +205,65 @@ def attention_backward(
     options.update(deterministic=bool(deterministic), num_threads=num_threads)
     native_backward(framework, dout, q, k, v, out, softmax_lse, dq, dk, dv, varlen, options)
     return dq, dk, dv
+
+
+# The KV-cache call's optional arrays, by the native module's argument names.
+KVCACHE_ARRAYS = ("k", "v", "cache_batch_idx", "cache_leftpad", "block_table", "rotary_cos", "rotary_sin")
+
+
+def kvcache_output_shapes(q, v_cache):
+    """The shapes of out and softmax_lse of the KV-cache call, after the rank checks the shapes need."""
+    for name, array, layout in (
+        ("q", q, "(batch_size, seqlen_q, nheads, headdim)"),
+        ("v_cache", v_cache, "(batch_size_cache, seqlen_cache, nheads_k, headdim_v) or (num_blocks, page_size, ...)"),
+    ):
+        if array.ndim != 4:
+            raise ValueError(f"{name}: expected 4 dimensions {layout}, got shape {tuple(array.shape)}")
+    return tuple(q.shape[:-1]) + (v_cache.shape[-1],), (q.shape[0], q.shape[2], q.shape[1])
+
+
+def native_forward_kvcache(framework, q, k_cache, v_cache, cache_seqlens, out, lse, arrays, flags, options):
+    """out, lse = attention of q against the cache, after k and v are appended to it in place, through the
+    native module. `arrays`: KVCACHE_ARRAYS by name (None: absent); `flags`: rotary_interleaved and num_splits;
+    `options`: native_options' arguments. On GPUs the split-KV workspace is allocated here, in q's framework
+    (torch's caching allocator under CUDA graph capture), so that the library never allocates."""
+
+    def arguments():
+        # A DLPack capsule is consumed by the call it is passed to: every call gets fresh ones.
+        exported = {name: None if x is None else framework.export(x) for name, x in arrays.items()}
+        tensors = tuple(framework.export(x) for x in (q, k_cache, v_cache, cache_seqlens))
+        return tensors, dict(exported, **flags, **native_options(framework, **options))
+
+    bits_dtype = framework.bits_dtype(q)
+    workspace = None
+    if framework.on_cuda(q):
+        positional, keywords = arguments()
+        size = _ext.kvcache_workspace_size(*positional, **keywords, bits_dtype=bits_dtype)
+        workspace = framework.empty((size,), like=q, fp32=True) if size > 0 else None
+    positional, keywords = arguments()
+    _ext.forward_kvcache(
+        *positional,
+        framework.export(out),
+        framework.export(lse),
+        **keywords,
+        workspace=None if workspace is None else framework.export(workspace),
+        stream=framework.stream(q),
+        bits_dtype=bits_dtype,
+    )
+
+
+def native_merge(framework, out_a, lse_a, out_b, lse_b, out, lse):
+    """out, lse = the merge of two attention states, through the native module, on out's current stream."""
+    export = framework.export
+    _ext.merge_attention_states(
+        export(out_a),
+        export(lse_a),
+        export(out_b),
+        export(lse_b),
+        export(out),
+        export(lse),
+        stream=framework.stream(out),
+        bits_dtype_a=framework.bits_dtype(out_a),
+        bits_dtype_b=framework.bits_dtype(out_b),
+        bits_dtype_out=framework.bits_dtype(out),
+    )

@@ -1,4 +1,5 @@
-"""flashattn's forward and backward as PyTorch operators (torch.library, torch >= 2.4).
+"""flashattn's forward and backward as PyTorch operators (torch.library, torch >= 2.4), and the inference-only
+KV-cache call and merge of attention states (torch.ops.flashattn.forward_kvcache, .merge_attention_states).
 
 torch.ops.flashattn.forward and torch.ops.flashattn.backward run the native calls on tensors that torch
 allocates (its caching allocator; CUDA graphs see ordinary allocations), on torch's current stream. Their
@@ -17,7 +18,16 @@ grad took 143 us with custom_op and takes 48 us with these (CPU, tiny shapes, to
 import torch
 
 from flashattn._arrays import TorchTensors
-from flashattn._calls import native_backward, native_forward, native_options, output_shapes, varlen_arguments
+from flashattn._calls import (
+    kvcache_output_shapes,
+    native_backward,
+    native_forward,
+    native_forward_kvcache,
+    native_merge,
+    native_options,
+    output_shapes,
+    varlen_arguments,
+)
 
 _VARLEN_ARGUMENTS = (
     "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, Tensor? seqused_k, SymInt max_seqlen_q, SymInt max_seqlen_k"
@@ -134,3 +144,78 @@ _LIBRARY.impl("backward", _backward, "CompositeExplicitAutograd")
 _LIBRARY.impl("forward", _forward_autograd, "Autograd")
 torch.library.register_fake("flashattn::forward", _forward_fake, lib=_LIBRARY)
 torch.library.register_fake("flashattn::backward", _backward_fake, lib=_LIBRARY)
+
+
+# The KV-cache call and the merge of attention states: inference only. Both write some of their arguments in
+# place, which their schemas declare (Tensor(a!)), so that torch.compile functionalises them correctly; neither
+# has a gradient: their Autograd kernels run the op below autograd, so outputs never require grad.
+_LIBRARY.define(
+    "forward_kvcache(Tensor q, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor cache_seqlens, Tensor? k, Tensor? v, "
+    "Tensor? rotary_cos, Tensor? rotary_sin, Tensor? cache_batch_idx, Tensor? cache_leftpad, Tensor? block_table, "
+    "Tensor? alibi_slopes, float softmax_scale, bool causal, str causal_alignment, SymInt window_left, "
+    "SymInt window_right, float softcap, bool rotary_interleaved, int num_splits) -> (Tensor, Tensor)",
+    tags=(torch.Tag.pt2_compliant_tag,),
+)
+_LIBRARY.define(
+    "merge_attention_states(Tensor out_a, Tensor lse_a, Tensor out_b, Tensor lse_b, Tensor(a!) out, "
+    "Tensor(b!) lse) -> ()",
+    tags=(torch.Tag.pt2_compliant_tag,),
+)
+
+
+def _forward_kvcache(q, k_cache, v_cache, cache_seqlens, k, v, rotary_cos, rotary_sin, cache_batch_idx,
+                     cache_leftpad, block_table, alibi_slopes, softmax_scale, causal, causal_alignment, window_left,
+                     window_right, softcap, rotary_interleaved, num_splits):
+    """(out, softmax_lse) of q against the cache, k and v appended to k_cache and v_cache first."""
+    # The cache is written in place: it is never copied. The library rejects a strided last dimension there.
+    q, k, v, rotary_cos, rotary_sin = (
+        None if x is None else TorchTensors.last_dim_contiguous(x) for x in (q, k, v, rotary_cos, rotary_sin)
+    )
+    out_shape, lse_shape = kvcache_output_shapes(q, v_cache)
+    out = TorchTensors.empty(out_shape, like=q)
+    lse = TorchTensors.empty(lse_shape, like=q, fp32=True)
+    arrays = dict(k=k, v=v, cache_batch_idx=cache_batch_idx, cache_leftpad=cache_leftpad, block_table=block_table,
+                  rotary_cos=rotary_cos, rotary_sin=rotary_sin)
+    flags = dict(rotary_interleaved=rotary_interleaved, num_splits=num_splits)
+    options = dict(softmax_scale=softmax_scale, causal=causal, causal_alignment=causal_alignment,
+                   window_size=(window_left, window_right), softcap=softcap, alibi_slopes=alibi_slopes)
+    native_forward_kvcache(TorchTensors, q, k_cache, v_cache, cache_seqlens, out, lse, arrays, flags, options)
+    return out, lse
+
+
+def _forward_kvcache_fake(q, k_cache, v_cache, *rest):
+    out_shape, lse_shape = kvcache_output_shapes(q, v_cache)
+    return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
+
+
+def _merge(out_a, lse_a, out_b, lse_b, out, lse):
+    out_a, out_b = (TorchTensors.last_dim_contiguous(x) for x in (out_a, out_b))
+    native_merge(TorchTensors, out_a, lse_a, out_b, lse_b, out, lse)
+
+
+def _merge_fake(*args):
+    return None
+
+
+def _inference_only(op, mutated):
+    """An Autograd kernel for `op`: runs it below autograd (no graph is recorded: these ops have no gradient)
+    and bumps the version counters of the arguments it writes (positions `mutated`), as autograd's in-place
+    bookkeeping expects of any op that mutates its inputs."""
+
+    def kernel(*args):
+        with torch._C._AutoDispatchBelowAutograd():
+            result = op(*args)
+        for index in mutated:
+            torch.autograd.graph.increment_version(args[index])
+        return result
+
+    return kernel
+
+
+_LIBRARY.impl("forward_kvcache", _forward_kvcache, "CompositeExplicitAutograd")
+_LIBRARY.impl("merge_attention_states", _merge, "CompositeExplicitAutograd")
+_LIBRARY.impl("forward_kvcache", _inference_only(torch.ops.flashattn.forward_kvcache.default, (1, 2)), "Autograd")
+_LIBRARY.impl("merge_attention_states", _inference_only(torch.ops.flashattn.merge_attention_states.default, (4, 5)),
+              "Autograd")
+torch.library.register_fake("flashattn::forward_kvcache", _forward_kvcache_fake, lib=_LIBRARY)
+torch.library.register_fake("flashattn::merge_attention_states", _merge_fake, lib=_LIBRARY)

@@ -1,4 +1,4 @@
-// flashattn._ext: the library's forward and backward calls on DLPack arrays (NumPy, PyTorch, CuPy, ...),
+// flashattn._ext: the library's calls (forward, backward, the KV cache's) on DLPack arrays (NumPy, PyTorch, CuPy),
 // zero-copy. The Python package (python/flashattn) allocates outputs in the caller's framework and passes
 // the caller's current CUDA stream; this module only turns arrays into TensorViews and calls the library.
 #include <nanobind/nanobind.h>
@@ -80,8 +80,9 @@ DType to_dtype(nb::dlpack::dtype dtype, const char* name, std::optional<DType> b
     if (code == Code::Int && dtype.bits == 32) return DType::kInt32;
     if (code == Code::UInt && bits_dtype && dtype.bits == 8 * flashattn::dtype_size(*bits_dtype)) return *bits_dtype;
   }
-  throw InvalidArgument(name, "dtype " + dlpack_dtype_name(dtype) +
-                                  " is not supported (fp32, fp16 or bf16; int32 for cu_seqlens and seqused_k)");
+  throw InvalidArgument(
+      name, "dtype " + dlpack_dtype_name(dtype) +
+                " is not supported (fp32, fp16 or bf16; int32 for cu_seqlens, seqused_k and the KV cache's indices)");
 }
 
 flashattn::Device to_device(int device_type, int device_id, const char* name) {
@@ -126,9 +127,10 @@ TensorView to_view(const Array& array, const char* name, std::optional<DType> bi
   return view;
 }
 
-std::optional<TensorView> to_optional_view(const OptionalIn& array, const char* name) {
+std::optional<TensorView> to_optional_view(const OptionalIn& array, const char* name,
+                                           std::optional<DType> bits_dtype = std::nullopt) {
   if (!array) return std::nullopt;
-  return to_view(*array, name);
+  return to_view(*array, name, bits_dtype);
 }
 
 // The options every call shares, as the Python layer passes them.
@@ -231,6 +233,81 @@ void backward(const InArray& dout, const InArray& q, const InArray& k, const InA
   }
 }
 
+// The KV cache's tensors and the split schedule, as the Python layer passes them.
+// The caches are written only when k and v are given: they are taken read-only (a NumPy array that is not
+// writable can be attended to), and the Python layer refuses read-only caches with k and v.
+struct KVCacheArgs {
+  InArray k_cache;
+  InArray v_cache;
+  InArray cache_seqlens;
+  OptionalIn k_new;
+  OptionalIn v_new;
+  OptionalIn cache_batch_idx;
+  OptionalIn cache_leftpad;
+  OptionalIn block_table;
+  OptionalIn rotary_cos;
+  OptionalIn rotary_sin;
+  bool rotary_interleaved = false;
+  int num_splits = 0;
+
+  flashattn::KVCache to_library(std::optional<DType> bits) const {
+    flashattn::KVCache cache;
+    cache.k_cache = to_view(k_cache, "k_cache", bits);
+    cache.v_cache = to_view(v_cache, "v_cache", bits);
+    cache.cache_seqlens = to_view(cache_seqlens, "cache_seqlens");
+    cache.k_new = to_optional_view(k_new, "k", bits);
+    cache.v_new = to_optional_view(v_new, "v", bits);
+    cache.cache_batch_idx = to_optional_view(cache_batch_idx, "cache_batch_idx");
+    cache.cache_leftpad = to_optional_view(cache_leftpad, "cache_leftpad");
+    cache.block_table = to_optional_view(block_table, "block_table");
+    cache.rotary_cos = to_optional_view(rotary_cos, "rotary_cos", bits);
+    cache.rotary_sin = to_optional_view(rotary_sin, "rotary_sin", bits);
+    cache.rotary_interleaved = rotary_interleaved;
+    return cache;
+  }
+};
+
+std::int64_t kvcache_workspace_size(const InArray& q, const KVCacheArgs& cache_args, const CallOptions& call_options,
+                                    const std::string& bits_dtype) {
+  const std::optional<DType> bits = parse_bits_dtype(bits_dtype);
+  const TensorView q_view = to_view(q, "q", bits);
+  const flashattn::KVCache cache = cache_args.to_library(bits);
+  flashattn::KVCacheSchedule schedule;
+  schedule.num_splits = cache_args.num_splits;
+  return flashattn::kvcache_workspace_size(q_view, cache, call_options.to_library(), schedule);
+}
+
+void forward_kvcache(const InArray& q, const KVCacheArgs& cache_args, const OutArray& out, const OutArray& lse,
+                     const OptionalIn& workspace, const CallOptions& call_options, const std::string& bits_dtype) {
+  const std::optional<DType> bits = parse_bits_dtype(bits_dtype);
+  const TensorView q_view = to_view(q, "q", bits);
+  const flashattn::KVCache cache = cache_args.to_library(bits);
+  const TensorView out_view = to_view(out, "out", bits), lse_view = to_view(lse, "softmax_lse");
+  flashattn::KVCacheSchedule schedule;
+  schedule.num_splits = cache_args.num_splits;
+  schedule.workspace = to_optional_view(workspace, "workspace");
+  const flashattn::AttentionOptions options = call_options.to_library();
+  nb::gil_scoped_release no_gil;
+  flashattn::forward_kvcache(q_view, cache, out_view, lse_view, options, schedule);
+}
+
+// Each of out_a, out_b and out may have its own dtype, so each has its own `bits_dtype` (NumPy bf16).
+void merge_attention_states(const InArray& out_a, const InArray& lse_a, const InArray& out_b, const InArray& lse_b,
+                            const OutArray& out, const OutArray& lse, int num_threads, std::uintptr_t stream,
+                            const std::string& bits_dtype_a, const std::string& bits_dtype_b,
+                            const std::string& bits_dtype_out) {
+  const TensorView out_a_view = to_view(out_a, "out_a", parse_bits_dtype(bits_dtype_a));
+  const TensorView out_b_view = to_view(out_b, "out_b", parse_bits_dtype(bits_dtype_b));
+  const TensorView out_view = to_view(out, "out", parse_bits_dtype(bits_dtype_out));
+  const TensorView lse_a_view = to_view(lse_a, "lse_a"), lse_b_view = to_view(lse_b, "lse_b");
+  const TensorView lse_view = to_view(lse, "lse");
+  flashattn::AttentionOptions options;
+  options.num_threads = num_threads;
+  options.stream = reinterpret_cast<void*>(stream);
+  nb::gil_scoped_release no_gil;
+  flashattn::merge_attention_states(out_a_view, lse_a_view, out_b_view, lse_b_view, out_view, lse_view, options);
+}
+
 nb::dict build_info() {
   const flashattn::BuildInfo info = flashattn::build_info();
   nb::dict result;
@@ -320,6 +397,63 @@ NB_MODULE(_ext, m) {
       "softmax_scale"_a.none() = nb::none(), "causal"_a = false, "causal_alignment"_a = "bottom_right",
       "window_left"_a = -1, "window_right"_a = -1, "softcap"_a = 0.0f, "deterministic"_a = false, "num_threads"_a = 0,
       "stream"_a = 0, "bits_dtype"_a = "", "Writes dq, dk and dv.");
+
+  m.def(
+      "forward_kvcache",
+      [](const InArray& q, InArray k_cache, InArray v_cache, InArray cache_seqlens, const OutArray& out,
+         const OutArray& softmax_lse, OptionalIn k, OptionalIn v, OptionalIn cache_batch_idx, OptionalIn cache_leftpad,
+         OptionalIn block_table, OptionalIn rotary_cos, OptionalIn rotary_sin, bool rotary_interleaved, int num_splits,
+         OptionalIn workspace, OptionalIn alibi_slopes, std::optional<float> softmax_scale, bool causal,
+         std::string causal_alignment, int window_left, int window_right, float softcap, int num_threads,
+         std::uintptr_t stream, std::string bits_dtype) {
+        forward_kvcache(q,
+                        {std::move(k_cache), std::move(v_cache), std::move(cache_seqlens), std::move(k), std::move(v),
+                         std::move(cache_batch_idx), std::move(cache_leftpad), std::move(block_table),
+                         std::move(rotary_cos), std::move(rotary_sin), rotary_interleaved, num_splits},
+                        out, softmax_lse, workspace,
+                        {std::move(alibi_slopes), softmax_scale, causal, std::move(causal_alignment), window_left,
+                         window_right, softcap, false, num_threads, stream},
+                        bits_dtype);
+      },
+      "q"_a, "k_cache"_a, "v_cache"_a, "cache_seqlens"_a, "out"_a, "softmax_lse"_a, nb::kw_only(),
+      "k"_a.none() = nb::none(), "v"_a.none() = nb::none(), "cache_batch_idx"_a.none() = nb::none(),
+      "cache_leftpad"_a.none() = nb::none(), "block_table"_a.none() = nb::none(), "rotary_cos"_a.none() = nb::none(),
+      "rotary_sin"_a.none() = nb::none(), "rotary_interleaved"_a = false, "num_splits"_a = 0,
+      "workspace"_a.none() = nb::none(), "alibi_slopes"_a.none() = nb::none(), "softmax_scale"_a.none() = nb::none(),
+      "causal"_a = false, "causal_alignment"_a = "bottom_right", "window_left"_a = -1, "window_right"_a = -1,
+      "softcap"_a = 0.0f, "num_threads"_a = 0, "stream"_a = 0, "bits_dtype"_a = "",
+      "Appends k and v to the cache in place (rotated when rotary_cos / rotary_sin are given), then writes out and "
+      "softmax_lse; `workspace` (fp32, kvcache_workspace_size elements) lets GPUs split the keys.");
+
+  m.def(
+      "kvcache_workspace_size",
+      [](const InArray& q, InArray k_cache, InArray v_cache, InArray cache_seqlens, OptionalIn k, OptionalIn v,
+         OptionalIn cache_batch_idx, OptionalIn cache_leftpad, OptionalIn block_table, OptionalIn rotary_cos,
+         OptionalIn rotary_sin, bool rotary_interleaved, int num_splits, OptionalIn alibi_slopes,
+         std::optional<float> softmax_scale, bool causal, std::string causal_alignment, int window_left,
+         int window_right, float softcap, std::string bits_dtype) {
+        return kvcache_workspace_size(
+            q,
+            {std::move(k_cache), std::move(v_cache), std::move(cache_seqlens), std::move(k), std::move(v),
+             std::move(cache_batch_idx), std::move(cache_leftpad), std::move(block_table), std::move(rotary_cos),
+             std::move(rotary_sin), rotary_interleaved, num_splits},
+            {std::move(alibi_slopes), softmax_scale, causal, std::move(causal_alignment), window_left, window_right,
+             softcap, false, 0, 0},
+            bits_dtype);
+      },
+      "q"_a, "k_cache"_a, "v_cache"_a, "cache_seqlens"_a, nb::kw_only(), "k"_a.none() = nb::none(),
+      "v"_a.none() = nb::none(), "cache_batch_idx"_a.none() = nb::none(), "cache_leftpad"_a.none() = nb::none(),
+      "block_table"_a.none() = nb::none(), "rotary_cos"_a.none() = nb::none(), "rotary_sin"_a.none() = nb::none(),
+      "rotary_interleaved"_a = false, "num_splits"_a = 0, "alibi_slopes"_a.none() = nb::none(),
+      "softmax_scale"_a.none() = nb::none(), "causal"_a = false, "causal_alignment"_a = "bottom_right",
+      "window_left"_a = -1, "window_right"_a = -1, "softcap"_a = 0.0f, "bits_dtype"_a = "",
+      "fp32 elements of workspace forward_kvcache uses with these arguments (0: it runs unsplit). Reads no "
+      "tensor's contents on GPUs.");
+
+  m.def("merge_attention_states", &merge_attention_states, "out_a"_a, "lse_a"_a, "out_b"_a, "lse_b"_a, "out"_a, "lse"_a,
+        nb::kw_only(), "num_threads"_a = 0, "stream"_a = 0, "bits_dtype_a"_a = "", "bits_dtype_b"_a = "",
+        "bits_dtype_out"_a = "",
+        "Writes out and lse, the attention over the union of two disjoint key sets; out may be out_a or out_b.");
 
   m.def("build_info", &build_info, "The library's version, backends and CPU instruction set, as a dict.");
   m.def("cuda_devices", &cuda_devices, "The CUDA devices the library sees, as a list of dicts.");

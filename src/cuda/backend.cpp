@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/host.hpp"
 #include "cuda/launch.hpp"
 #include "cuda/tiles.hpp"
 #include "flashattn/errors.hpp"
@@ -18,49 +19,10 @@ namespace flashattn::cuda {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kMinComputeCapability = 80;
 // Split-KV: at most this many splits, and each split gets at least this many key tiles, so that the
 // combine pass and the partial outputs stay small next to the work they divide.
 constexpr int kMaxSplits = 128;
 constexpr int kMinTilesPerSplit = 2;
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-    throw BackendError(std::string("cuda: ") + what + ": " + cudaGetErrorString(status));
-  }
-}
-
-// Makes the tensors' device current for the call and restores the caller's afterwards.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceScope() { cudaSetDevice(previous_); }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
-struct DeviceTraits {
-  int compute_capability = 0;
-  int multiprocessors = 0;
-};
-
-DeviceTraits device_traits(int device) {
-  DeviceTraits traits;
-  int major = 0;
-  int minor = 0;
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "compute capability");
-  check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "compute capability");
-  check(cudaDeviceGetAttribute(&traits.multiprocessors, cudaDevAttrMultiProcessorCount, device), "SM count");
-  traits.compute_capability = major * 10 + minor;
-  return traits;
-}
 
 // A stream-ordered fp32 work buffer: allocated and freed on the call's stream, so it works under CUDA
 // graph capture and never waits for the device.
@@ -84,60 +46,12 @@ class StreamBuffer {
   cudaStream_t stream_ = nullptr;
 };
 
-bool head_dim_compiled(int head_dim) {
-  switch (head_dim) {
-#if defined(FLASHATTN_CUDA_HDIM_64)
-    case 64:
-      return true;
-#endif
-#if defined(FLASHATTN_CUDA_HDIM_128)
-    case 128:
-      return true;
-#endif
-#if defined(FLASHATTN_CUDA_HDIM_256)
-    case 256:
-      return true;
-#endif
-    default:
-      return false;
-  }
-}
-
-// The smallest compiled kernel head dimension that holds both q's and v's head dimension.
-int kernel_head_dim(const detail::Problem& p) {
-  const std::int64_t needed = std::max(p.head_dim, p.head_dim_v);
-  for (int d : kCompiledHeadDims) {
-    if (d >= needed && head_dim_compiled(d)) return d;
-  }
-  throw NotSupported("q: head_dim " + std::to_string(p.head_dim) + " / head_dim_v " + std::to_string(p.head_dim_v) +
-                     ": this build has no CUDA kernel that large (compiled head dims: " + compiled_head_dims() + ")");
-}
-
 void check_supported(const detail::Problem& p, const DeviceTraits& traits) {
   if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) {
     throw NotSupported(std::string("q: dtype ") + dtype_name(p.dtype) +
                        " on CUDA devices: the CUDA kernels take fp16 or bf16");
   }
-  if (traits.compute_capability < kMinComputeCapability) {
-    throw NotSupported("q: " + device_name(p.device) + " has compute capability " +
-                       std::to_string(traits.compute_capability) + "; the CUDA kernels need 8.0 (Ampere) or newer");
-  }
-}
-
-// The kernels move rows in 16-byte pieces (cp.async, vector stores): every token row must start on a
-// 16-byte boundary, so pointers and the token, head and batch strides must be multiples of 8 elements.
-void check_alignment(const char* name, const detail::TokenTensor& t, bool used) {
-  constexpr std::int64_t kAlignElements = 8;
-  constexpr std::uintptr_t kAlignBytes = 16;
-  if (!used) return;
-  const bool aligned = reinterpret_cast<std::uintptr_t>(t.data) % kAlignBytes == 0 &&
-                       t.token_stride % kAlignElements == 0 && t.head_stride % kAlignElements == 0 &&
-                       t.batch_stride % kAlignElements == 0;
-  if (!aligned) {
-    throw NotSupported(std::string(name) +
-                       ": the CUDA kernels need 16-byte aligned rows: a 16-byte aligned pointer and batch, token "
-                       "and head strides that are multiples of 8 elements (copy the tensor to make it contiguous)");
-  }
+  check_compute_capability(p.device.index, traits);
 }
 
 void check_layouts(const detail::Problem& p, bool backward) {
@@ -273,7 +187,7 @@ void forward(const detail::Problem& problem) {
   const DeviceTraits traits = device_traits(problem.device.index);
   check_supported(problem, traits);
   check_layouts(problem, false);
-  const int head_dim = kernel_head_dim(problem);
+  const int head_dim = kernel_head_dim(problem.head_dim, problem.head_dim_v);
   check_grid(problem);
   if (problem.batch == 0 || problem.seqlen_q == 0) return;  // no query rows: nothing to write
   const auto stream = static_cast<cudaStream_t>(problem.stream);
@@ -311,7 +225,7 @@ void backward(const detail::Problem& problem) {
   const DeviceTraits traits = device_traits(problem.device.index);
   check_supported(problem, traits);
   check_layouts(problem, true);
-  const int head_dim = kernel_head_dim(problem);
+  const int head_dim = kernel_head_dim(problem.head_dim, problem.head_dim_v);
   check_grid(problem);
   if (problem.batch == 0) return;
   const auto stream = static_cast<cudaStream_t>(problem.stream);

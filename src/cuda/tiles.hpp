@@ -92,4 +92,31 @@ constexpr ForwardTile dq_tile(int head_dim) {
   return {4, 1, 32, false, 1};
 }
 
+// Decoding (the KV-cache call, decode/kernel.cuh): a block owns kDecodeRows query rows (the query heads of
+// one KV head times the new tokens) and a key range of one sequence. Each of its warps takes its own
+// keys_per_warp keys of every key tile, so the block reads each K/V byte once whatever the number of
+// rows; the warps' partial softmax states merge at the end. Key tiles stream through `stages` cp.async
+// buffers: memory-bound work wants bytes in flight, not reuse.
+struct DecodeTile {
+  int warps;
+  int keys_per_warp;
+  int stages;
+  int min_blocks_per_sm;
+
+  constexpr int threads() const { return warps * kWarpSize; }
+  constexpr int tile_keys() const { return warps * keys_per_warp; }
+};
+inline constexpr int kDecodeRows = 16;
+
+constexpr DecodeTile decode_tile(int head_dim) {
+#if defined(FLASHATTN_DEV_DEC_WARPS)
+  if (head_dim > 0) {
+    return {FLASHATTN_DEV_DEC_WARPS, FLASHATTN_DEV_DEC_KEYS, FLASHATTN_DEV_DEC_STAGES, FLASHATTN_DEV_DEC_MINB};
+  }
+#endif
+  if (head_dim <= 64) return {4, 16, 4, 2};
+  if (head_dim <= 128) return {4, 16, 3, 2};
+  return {4, 16, 2, 1};
+}
+
 }  // namespace flashattn::cuda

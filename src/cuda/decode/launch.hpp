@@ -1,0 +1,22 @@
+// The decoding kernels' launchers, instantiated in instances/decode_*.cu; declared here so that the host
+// side (kvcache.cpp, compiled by the C++ compiler) calls them without seeing a kernel.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "cuda/decode/params.hpp"
+#include "kvcache_problem.hpp"
+
+namespace flashattn::cuda {
+
+template <class T>
+void launch_append(const detail::KVCacheProblem& p, cudaStream_t stream);
+template <class T, int kHeadDim>
+void launch_decode(const DecodeParams& params, cudaStream_t stream);
+template <class T>
+void launch_combine_splits(const DecodeParams& params, cudaStream_t stream);
+void launch_merge_states(const detail::MergeProblem& p, cudaStream_t stream);
+
+}  // namespace flashattn::cuda

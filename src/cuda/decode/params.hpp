@@ -1,0 +1,27 @@
+// What the decoding kernels (append.cuh, kernel.cuh, merge.cuh) receive: the validated KV-cache problem
+// and the host's schedule for it.
+#pragma once
+
+#include <cstdint>
+
+#include "kvcache_problem.hpp"
+
+namespace flashattn::cuda {
+
+struct DecodeParams {
+  detail::KVCacheProblem problem;
+  int num_splits = 1;  // key-range parts per (sequence, KV head, row tile)
+  int row_tiles = 1;   // blocks of kDecodeRows rows (query heads of a KV head x new tokens)
+  // Split runs: every split's normalised output and lse, combined by merge.cuh. Rows are (batch, head_q,
+  // token) in that order, partial_rows of them per split.
+  float* out_partial = nullptr;  // (num_splits, partial_rows, head_dim_v)
+  float* lse_partial = nullptr;  // (num_splits, partial_rows)
+  std::int64_t partial_rows = 0;
+
+  // Elements of workspace a split run of `splits` parts needs.
+  static std::int64_t workspace_elements(const detail::KVCacheProblem& p, int splits) {
+    return splits <= 1 ? 0 : splits * p.batch * p.heads_q * p.seqlen_q * (p.head_dim_v + 1);
+  }
+};
+
+}  // namespace flashattn::cuda

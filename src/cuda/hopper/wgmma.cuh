@@ -1,0 +1,172 @@
+// Warpgroup matrix multiply-accumulate (wgmma, sm_90a): D(64 x N, fp32, registers) += A(64 x 16) * B(16 x N),
+// both operands read from shared memory through matrix descriptors, issued asynchronously by the four warps of
+// a warpgroup together. The descriptors here describe the layout TMA writes with the 128-byte swizzle, K-major
+// (each row of A and each column of B is contiguous along K), which is how Q, K and the GEMM's A and B arrive.
+//
+// Accumulator fragment of m64nN (PTX ISA, "wgmma .m64nNk16 register fragment layout for D"): warp w of the
+// warpgroup holds rows 16w .. 16w + 15; for each 8-column block j, lane l holds d[4j + 0..1] at row
+// 16w + l / 4, columns 8j + 2 (l % 4) + 0..1, and d[4j + 2..3] eight rows further down.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "barrier.cuh"
+
+namespace flashattn::cuda::hopper {
+
+inline constexpr int kWgmmaM = 64;
+inline constexpr int kWgmmaK = 16;
+// Bytes of one row of a 128B-swizzled tile (64 16-bit elements along K), and of one swizzle atom (8 rows): the
+// XOR pattern repeats every atom, so tiles must start on an atom boundary.
+inline constexpr std::uint32_t kSwizzle128RowBytes = 128;
+inline constexpr std::uint32_t kSwizzle128AtomBytes = 8 * kSwizzle128RowBytes;
+
+// Matrix descriptor fields (PTX ISA, "Matrix Descriptor Format"): addresses and offsets in 16-byte units.
+inline constexpr int kDescriptorUnitShift = 4;
+inline constexpr std::uint32_t kDescriptorFieldMask = 0x3FFF;
+inline constexpr int kDescriptorLeadingOffsetBit = 16;
+inline constexpr int kDescriptorStrideOffsetBit = 32;
+inline constexpr int kDescriptorSwizzleBit = 62;
+inline constexpr std::uint64_t kDescriptorSwizzle128B = 1;
+// With K-major swizzled layouts one wgmma's K extent (32 bytes) stays inside a row, so the leading-dimension
+// offset is not used; 1 (16 bytes) is the conventional placeholder.
+inline constexpr std::uint64_t kUnusedLeadingOffset = 1;
+
+// Descriptor of a K-major tile written by TMA with the 128-byte swizzle: rows of 128 bytes, consecutive 8-row
+// groups 1024 bytes apart (the stride-dimension offset). `tile` must be 1024-byte aligned.
+__device__ __forceinline__ std::uint64_t make_k_major_sw128_descriptor(const void* tile) {
+  const std::uint32_t address = shared_address(tile);
+  return static_cast<std::uint64_t>((address >> kDescriptorUnitShift) & kDescriptorFieldMask) |
+         (kUnusedLeadingOffset << kDescriptorLeadingOffsetBit) |
+         (static_cast<std::uint64_t>(kSwizzle128AtomBytes >> kDescriptorUnitShift) << kDescriptorStrideOffsetBit) |
+         (kDescriptorSwizzle128B << kDescriptorSwizzleBit);
+}
+
+// The same tile, `k_elements` (a multiple of 16) further along K. The hardware applies the swizzle to the
+// address it computes, so moving inside the 128-byte row is a plain offset of the start address.
+template <class T>
+__device__ __forceinline__ std::uint64_t advance_descriptor_along_k(std::uint64_t descriptor, int k_elements) {
+  return descriptor + (static_cast<std::uint64_t>(k_elements) * sizeof(T) >> kDescriptorUnitShift);
+}
+
+// Orders earlier register accesses (accumulators written by ordinary instructions) before the next wgmma.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+
+// Closes the group of wgmma operations this warpgroup issued since the last commit.
+__device__ __forceinline__ void wgmma_commit_group() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+// Waits until at most `Pending` committed groups are unfinished; their accumulators and shared-memory operands
+// are only then safe to touch.
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait_group() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+}
+
+// Keeps the compiler from moving ordinary reads or writes of the accumulators across the asynchronous window
+// (wgmma writes them behind its back until wgmma_wait_group): call after the wait and before the fence.
+template <int Count>
+__device__ __forceinline__ void pin_accumulators(float (&accumulators)[Count]) {
+#pragma unroll
+  for (int i = 0; i < Count; ++i) asm volatile("" : "+f"(accumulators[i])::"memory");
+}
+
+// Operand lists of the asm statements below: N / 2 accumulators of a 64 x N tile per thread.
+#define FLASHATTN_WGMMA_F8(d, i)                                                                                  \
+  "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
+#define FLASHATTN_WGMMA_F32(d, i) \
+  FLASHATTN_WGMMA_F8(d, i), FLASHATTN_WGMMA_F8(d, i + 8), FLASHATTN_WGMMA_F8(d, i + 16), FLASHATTN_WGMMA_F8(d, i + 24)
+#define FLASHATTN_WGMMA_F64(d, i) FLASHATTN_WGMMA_F32(d, i), FLASHATTN_WGMMA_F32(d, i + 32)
+#define FLASHATTN_WGMMA_F128(d) FLASHATTN_WGMMA_F64(d, 0), FLASHATTN_WGMMA_F64(d, 64)
+
+// D = A * B (+ D when `accumulate`), 64 x N x 16, both operands K-major in shared memory (transpose flags 0).
+// N is 64, 128 or 256; T is __nv_bfloat16 or __half.
+template <int N, class T>
+__device__ __forceinline__ void wgmma_m64k16_ss(float (&d)[N / 2], std::uint64_t descriptor_a,
+                                                std::uint64_t descriptor_b, bool accumulate_flag) {
+  static_assert(N == 64 || N == 128 || N == 256, "wgmma_m64k16_ss: N must be 64, 128 or 256");
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>,
+                "wgmma_m64k16_ss: T must be __nv_bfloat16 or __half");
+  const std::uint32_t accumulate = accumulate_flag ? 1u : 0u;
+  constexpr bool kBFloat16 = std::is_same_v<T, __nv_bfloat16>;
+  if constexpr (N == 64 && kBFloat16) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, accumulate, 1, 1, 0, 0;\n}\n"
+        : FLASHATTN_WGMMA_F32(d, 0)
+        : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+  } else if constexpr (N == 64 && !kBFloat16) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, accumulate, 1, 1, 0, 0;\n}\n"
+        : FLASHATTN_WGMMA_F32(d, 0)
+        : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+  } else if constexpr (N == 128 && kBFloat16) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, accumulate, 1, 1, 0, 0;\n}\n"
+        : FLASHATTN_WGMMA_F64(d, 0)
+        : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+  } else if constexpr (N == 128 && !kBFloat16) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, accumulate, 1, 1, 0, 0;\n}\n"
+        : FLASHATTN_WGMMA_F64(d, 0)
+        : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+  } else if constexpr (N == 256 && kBFloat16) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, "
+        "%67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, "
+        "%89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, "
+        "%109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "
+        "%127}, "
+        "%128, %129, accumulate, 1, 1, 0, 0;\n}\n"
+        : FLASHATTN_WGMMA_F128(d)
+        : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+  } else if constexpr (N == 256 && !kBFloat16) {
+    asm volatile(
+        "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, "
+        "%67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, "
+        "%89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, "
+        "%109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "
+        "%127}, "
+        "%128, %129, accumulate, 1, 1, 0, 0;\n}\n"
+        : FLASHATTN_WGMMA_F128(d)
+        : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+  }
+}
+
+#undef FLASHATTN_WGMMA_F128
+#undef FLASHATTN_WGMMA_F64
+#undef FLASHATTN_WGMMA_F32
+#undef FLASHATTN_WGMMA_F8
+
+}  // namespace flashattn::cuda::hopper

@@ -1,0 +1,45 @@
+// Host-side pieces every CUDA entry point shares (backend.cpp, kvcache.cpp): error checks, the device
+// scope, the device's traits, and the rules the kernels put on their arguments beyond validate*.cpp's.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "token_tensor.hpp"
+
+namespace flashattn::cuda {
+
+// Throws BackendError naming `what` when status is an error (and clears CUDA's sticky last error).
+void check(cudaError_t status, const char* what);
+
+// Makes the tensors' device current for the call and restores the caller's afterwards.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceScope() { cudaSetDevice(previous_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+struct DeviceTraits {
+  int compute_capability = 0;
+  int multiprocessors = 0;
+};
+
+DeviceTraits device_traits(int device);
+
+// The smallest compiled kernel head dimension that holds both head dimensions (NotSupported if none).
+int kernel_head_dim(std::int64_t head_dim, std::int64_t head_dim_v);
+// NotSupported below compute capability 8.0.
+void check_compute_capability(int device, const DeviceTraits& traits);
+// The kernels move rows in 16-byte pieces: NotSupported unless `t`'s rows are 16-byte aligned.
+void check_alignment(const char* name, const detail::TokenTensor& t, bool used);
+
+}  // namespace flashattn::cuda

@@ -1,0 +1,166 @@
+// forward_kvcache on CUDA device 0: the CPU backend's KV-cache grids (tests/cpp/kvcache_cases.hpp) in fp16 and
+// bf16 on device copies of the same tensors, checked against the same float64 reference with the same rules
+// (every element, the appended cache entries, every other cache byte unchanged, the guard regions around every
+// device copy intact). Then the split-KV schedule forced to 1, 3 and the automatic choice with a workspace, and
+// a CUDA graph: forward_kvcache captured once (append and rotary included) and replayed with new contents.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <exception>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cuda_cases.hpp"
+#include "device_memory.hpp"
+#include "kvcache_cases.hpp"
+
+namespace flashattn::test {
+namespace {
+
+// The grid on CUDA device 0: fp32 cases become fp16 and bf16 in turn (CUDA has no fp32 kernels), and a case
+// that then repeats one of the grid's is left out.
+std::vector<KVCaseConfig> kvcache_on_cuda(const std::vector<KVCaseConfig>& grid) {
+  std::vector<KVCaseConfig> cases;
+  std::set<std::string> names;
+  bool next_is_fp16 = true;
+  for (KVCaseConfig c : grid) {
+    if (c.dtype == DType::kFloat32) {
+      c.dtype = next_is_fp16 ? DType::kFloat16 : DType::kBFloat16;
+      next_is_fp16 = !next_is_fp16;
+    }
+    c.device = Device::cuda(0);
+    if (names.insert(c.name()).second) cases.push_back(c);
+  }
+  return cases;
+}
+
+using CudaKVCaseTest = CudaParamTest<KVCaseConfig>;
+
+class CudaKVLengths : public CudaKVCaseTest {};
+TEST_P(CudaKVLengths, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVLengths, testing::ValuesIn(kvcache_on_cuda(kvcache_lengths_grid())),
+                         KVCaseName());
+
+class CudaKVLongCache : public CudaKVCaseTest {};
+TEST_P(CudaKVLongCache, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVLongCache, testing::ValuesIn(kvcache_on_cuda(kvcache_long_grid())),
+                         KVCaseName());
+
+class CudaKVShapes : public CudaKVCaseTest {};
+TEST_P(CudaKVShapes, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVShapes, testing::ValuesIn(kvcache_on_cuda(kvcache_shapes_grid())),
+                         KVCaseName());
+
+class CudaKVRotary : public CudaKVCaseTest {};
+TEST_P(CudaKVRotary, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVRotary, testing::ValuesIn(kvcache_on_cuda(kvcache_rotary_grid())),
+                         KVCaseName());
+
+class CudaKVIndices : public CudaKVCaseTest {};
+TEST_P(CudaKVIndices, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVIndices, testing::ValuesIn(kvcache_on_cuda(kvcache_indices_grid())),
+                         KVCaseName());
+
+class CudaKVOptions : public CudaKVCaseTest {};
+TEST_P(CudaKVOptions, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVOptions, testing::ValuesIn(kvcache_on_cuda(kvcache_options_grid())),
+                         KVCaseName());
+
+// Long keys and few query rows, the shape split-KV is for: unsplit, three splits, and the backend's choice,
+// each with a workspace of kvcache_workspace_size() elements; three splits without a workspace run unsplit.
+std::vector<KVCaseConfig> split_grid() {
+  std::vector<KVCaseConfig> configs;
+  for (std::int64_t page_size : {0, 256}) {
+    for (int num_splits : {1, 3, 0}) {
+      KVCaseConfig c;
+      c.dtype = page_size > 0 ? DType::kBFloat16 : DType::kFloat16;
+      c.cache_seqlens = {4096, 700, 0, 33};
+      c.heads_q = 8;
+      c.heads_kv = 2;
+      c.head_dim = c.head_dim_v = 128;
+      c.page_size = page_size;
+      c.num_splits = num_splits;
+      c.workspace = true;
+      c.device = Device::cuda(0);
+      configs.push_back(c);
+    }
+  }
+  KVCaseConfig chunk = configs.back();
+  chunk.seqlen_q = chunk.seqlen_new = 4;
+  chunk.causal = true;
+  chunk.rotary_dim = 64;
+  chunk.num_splits = 3;
+  configs.push_back(chunk);
+  chunk.workspace = false;
+  configs.push_back(chunk);
+  return configs;
+}
+
+class CudaKVSplits : public CudaKVCaseTest {};
+TEST_P(CudaKVSplits, MatchReference) { run_kvcache_case(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVSplits, testing::ValuesIn(split_grid()), KVCaseName());
+
+// The stream, graph and executable graph of the capture test, released however the test ends.
+struct GraphResources {
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  ~GraphResources() {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+};
+
+class CudaKVGraph : public CudaTest {};
+
+// Decoding loops capture a step once and replay it: the call must neither allocate nor synchronise, and must
+// read every index and length from device memory at run time. Replayed twice with new contents behind the same
+// pointers: fresh inputs and cache, then the next step (cache_seqlens grown by the appended tokens).
+TEST_F(CudaKVGraph, CapturedCallReplaysWithNewContents) {
+  KVCaseConfig config;
+  config.dtype = DType::kBFloat16;
+  config.cache_seqlens = {12, 0, 40, 200};
+  config.seqlen_q = config.seqlen_new = 2;
+  config.heads_q = 8;
+  config.heads_kv = 2;
+  config.head_dim = config.head_dim_v = 128;
+  config.page_size = 16;
+  config.rotary_dim = 64;
+  config.causal = true;
+  config.workspace = true;
+  config.device = Device::cuda(0);
+  KVInstance c = make_kvcache_instance(config);
+  GraphResources r;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking), cudaSuccess);
+  c.options_arg.stream = r.stream;
+
+  ASSERT_EQ(cudaStreamBeginCapture(r.stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+  std::string capture_error;
+  try {
+    forward_kvcache(c.q_arg, c.cache_arg, c.out_arg, c.lse_arg, c.options_arg, c.schedule_arg);
+  } catch (const std::exception& e) {
+    capture_error = e.what();
+  }
+  const cudaError_t ended = cudaStreamEndCapture(r.stream, &r.graph);
+  ASSERT_TRUE(capture_error.empty()) << "forward_kvcache failed under capture: " << capture_error;
+  ASSERT_EQ(ended, cudaSuccess) << cudaGetErrorString(ended);
+  ASSERT_EQ(cudaGraphInstantiate(&r.exec, r.graph, 0), cudaSuccess);
+
+  for (int replay = 1; replay <= 2; ++replay) {
+    SCOPED_TRACE("replay " + std::to_string(replay));
+    if (replay == 1) {
+      refill_inputs(c, "/replay1");
+    } else {
+      advance_step(c, "/replay2");
+    }
+    const KVExpected expected = expect_kvcache(c);
+    ASSERT_EQ(cudaGraphLaunch(r.exec, r.stream), cudaSuccess);
+    ASSERT_NO_THROW(fetch_results(c));
+    check_kvcache(c, expected);
+  }
+}
+
+}  // namespace
+}  // namespace flashattn::test
