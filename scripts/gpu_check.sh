@@ -30,8 +30,10 @@ set -uo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly all_steps=(build python test sanitize bench)
-# compute-sanitizer runs these GPU tests (tests/cuda/test_cuda_shapes.cpp, sanitizer_grid).
-readonly sanitizer_filter='Sanitizer/*'
+# compute-sanitizer runs these GPU tests: the attention grid of tests/cuda/test_cuda_shapes.cpp (sanitizer_grid),
+# and the KV-cache call's split and CUDA-graph cases (tests/cuda/test_cuda_kvcache.cpp: paged and contiguous
+# caches, copy-engine and thread copies, split-KV with its combine).
+readonly sanitizer_filter='Sanitizer/*:KVCache/CudaKVSplits.*:CudaKVGraph.*'
 # A step is not started with less time left than this: it could not finish and would leave no result.
 readonly min_step_seconds=20
 

@@ -13,6 +13,7 @@
 
 #include "cuda/decode/cache.cuh"
 #include "cuda/decode/epilogue.cuh"
+#include "cuda/decode/key_tiles.cuh"
 #include "cuda/decode/mask.cuh"
 #include "cuda/decode/params.hpp"
 #include "cuda/decode/softmax.cuh"
@@ -31,9 +32,11 @@ struct DecodeConfig {
   static constexpr int kKeysPerWarp = kTile.keys_per_warp;
   static constexpr int kTileKeys = kTile.tile_keys();
   using QLayout = SmemLayout<kDecodeRows, kHeadDim>;
-  using KVLayout = SmemLayout<kTileKeys, kHeadDim>;
+  using KVLayout = BlockedLayout<kTileKeys, kHeadDim>;
   static constexpr int kStageElements = 2 * KVLayout::kElements;  // one K and one V tile
-  static constexpr int kSmemBytes = static_cast<int>(sizeof(T)) * (QLayout::kElements + kTile.stages * kStageElements);
+  static constexpr int kTileBytes = static_cast<int>(sizeof(T)) * (QLayout::kElements + kTile.stages * kStageElements);
+  // The stages' mbarriers (copy-engine path) follow the tiles.
+  static constexpr int kSmemBytes = kTileBytes + kTile.stages * static_cast<int>(sizeof(std::uint64_t));
   // The warps' final states (fp32 row maxima, sums, outputs) reuse the key buffers.
   static constexpr int kMergeBytes = static_cast<int>(sizeof(float)) * kTile.warps * kDecodeRows * (kHeadDim + 2);
   static_assert(kMergeBytes <= static_cast<int>(sizeof(T)) * kTile.stages * kStageElements, "merge must fit");
@@ -61,70 +64,20 @@ __device__ __forceinline__ void load_queries(T* q_smem, const detail::KVCachePro
   }
 }
 
-// The copies of a key tile: eight threads per key row, each thread kRowsPerThread rows of every tile.
-template <int kHeadDim, class Config>
-struct KeyTileCopy {
-  static constexpr int kThreadsPerRow = kSwizzleChunks;
-  static constexpr int kRowsPerPass = Config::kThreads / kThreadsPerRow;
-  static constexpr int kRowsPerThread = Config::kTileKeys / kRowsPerPass;
-  static constexpr int kChunksPerThread = kHeadDim / kChunkElements / kThreadsPerRow;
-
-  // The cache slots (rows or pages, cache.cuh) of this thread's rows of tile `tile`; -1 past the split.
-  struct Slots {
-    int slot[kRowsPerThread];
-  };
-
-  static __device__ __forceinline__ int row(int pass) { return threadIdx.x / kThreadsPerRow + pass * kRowsPerPass; }
-
-  static __device__ __forceinline__ Slots slots(const detail::KVCacheProblem& p, const CacheSequence& s,
-                                                const SplitRange& split, int tile) {
-    Slots result;
-#pragma unroll
-    for (int pass = 0; pass < kRowsPerThread; ++pass) {
-      const int key = split.begin + tile * Config::kTileKeys + row(pass);
-      result.slot[pass] = key < split.end ? s.slot_of(p.cache, s.leftpad + key) : -1;
-    }
-    return result;
-  }
-
-  // Starts the copies of tile `tile` into one stage. Keys outside the split and channels past head_dim /
-  // head_dim_v read as zeros.
-  template <class T>
-  static __device__ __forceinline__ void start(T* stage, const detail::KVCacheProblem& p, const CacheSequence& s,
-                                               const SplitRange& split, int tile, int kv_head, const Slots& slots) {
-    const T* k_cache = static_cast<const T*>(p.cache.k.data);
-    const T* v_cache = static_cast<const T*>(p.cache.v.data);
-    T* k_tile = stage;
-    T* v_tile = stage + Config::KVLayout::kElements;
-    const int chunk0 = threadIdx.x % kThreadsPerRow;
-#pragma unroll
-    for (int pass = 0; pass < kRowsPerThread; ++pass) {
-      const int r = row(pass);
-      const int key = split.begin + tile * Config::kTileKeys + r;
-      const TokenOffsets at = s.offsets(p.cache, slots.slot[pass], s.leftpad + key, kv_head);
-#pragma unroll
-      for (int i = 0; i < kChunksPerThread; ++i) {
-        const int col = (chunk0 + i * kThreadsPerRow) * kChunkElements;
-        const int offset = Config::KVLayout::offset(r, col);
-        const bool k_valid = at.valid && col < p.head_dim;
-        const bool v_valid = at.valid && col < p.head_dim_v;
-        cp_async_16(smem_address(k_tile + offset), k_cache + (k_valid ? at.k + col : 0), k_valid);
-        cp_async_16(smem_address(v_tile + offset), v_cache + (v_valid ? at.v + col : 0), v_valid);
-      }
-    }
-  }
-};
-
 template <class T, int kHeadDim>
 __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim>::kThreads, decode_tile(kHeadDim).min_blocks_per_sm)
     decode_kernel(const __grid_constant__ DecodeParams params) {
   using Config = DecodeConfig<T, kHeadDim>;
+  using Threads = ThreadKeyTiles<kHeadDim, Config>;
+  using Engine = CopyEngineKeyTiles<T, kHeadDim, Config>;
   constexpr int kStages = Config::kTile.stages;
   constexpr int kWarps = Config::kTile.warps;
+  constexpr int kTileKeys = Config::kTileKeys;
   const detail::KVCacheProblem& p = params.problem;
-  extern __shared__ __align__(128) unsigned char smem_bytes[];
+  extern __shared__ __align__(1024) unsigned char smem_bytes[];  // TMA's 128-byte swizzle: 1024-aligned boxes
   T* q_smem = reinterpret_cast<T*>(smem_bytes);
   T* stages = q_smem + Config::QLayout::kElements;
+  auto* full = reinterpret_cast<std::uint64_t*>(smem_bytes + Config::kTileBytes);
 
   const int split_index = blockIdx.x % params.num_splits;
   const int row_tile = blockIdx.x / params.num_splits;
@@ -139,49 +92,93 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim>::kThreads, decode_ti
   const DecodeMask mask = DecodeMask::of(p, s);
   const int last_row = min(rows.count, row0 + kDecodeRows) - 1;
   const SplitRange split =
-      SplitRange::of(mask, rows.token(row0), rows.token(last_row), split_index, params.num_splits, Config::kTileKeys);
-  const int tiles = split.tiles(Config::kTileKeys);
+      SplitRange::of(mask, rows.token(row0), rows.token(last_row), split_index, params.num_splits, kTileKeys);
+  const int tiles = split.tiles(kTileKeys);
+  const auto key_of = [&](int tile) { return split.begin + tile * kTileKeys; };
 
-  using Copy = KeyTileCopy<kHeadDim, Config>;
-  load_queries<T, kHeadDim, Config>(q_smem, p, s, rows, row0, kv_head);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const bool engine = params.tma_box_rows > 0;
+#else
+  constexpr bool engine = false;  // no copy engine before Hopper: the host's maps go unused
+#endif
+  // The first stages start before the queries load (they do not depend on them), then the page lookups of
+  // the next tile to copy: in flight while a tile is computed, so that its copies never wait on the table.
+  typename Threads::Slots next_slots{};
+  int next_slot = 0;
+  if (engine) {
+    if (warp == 0) {
+      if (lane == 0) {
+        for (int stage = 0; stage < kStages; ++stage) hopper::mbarrier_init(full + stage, 1);
+        hopper::fence_mbarrier_init();
+      }
+      __syncwarp();
+      for (int t = 0; t < kStages - 1 && t < tiles; ++t) {
+        Engine::start(stages + t * Config::kStageElements, full + t, params, s, key_of(t), kv_head,
+                      Engine::slot(params, s, key_of(t), lane), lane);
+      }
+      next_slot = Engine::slot(params, s, key_of(kStages - 1), lane);
+    }
+  } else {
 #pragma unroll
-  for (int t = 0; t < kStages - 1; ++t) {
-    if (t < tiles)
-      Copy::start(stages + t * Config::kStageElements, p, s, split, t, kv_head, Copy::slots(p, s, split, t));
-    cp_async_commit();
+    for (int t = 0; t < kStages - 1; ++t) {
+      if (t < tiles) {
+        Threads::start(stages + t * Config::kStageElements, p, s, key_of(t), split.end, kv_head,
+                       Threads::slots(p, s, key_of(t), split.end));
+      }
+      cp_async_commit();
+    }
+    next_slots = Threads::slots(p, s, key_of(kStages - 1), split.end);
   }
-  // Paged caches: the page lookups of the next tile to copy are in flight while a tile is computed, so the
-  // copies never wait on the block table (they did, and paged runs lost up to 20 % to contiguous ones).
-  typename Copy::Slots next_slots = Copy::slots(p, s, split, kStages - 1);
+  load_queries<T, kHeadDim, Config>(q_smem, p, s, rows, row0, kv_head);
+  if (engine) __syncthreads();  // the mbarriers are initialised before any warp waits on them
 
   // This lane's two rows of the warp's accumulators: lane / 4 and lane / 4 + 8.
   DecodeSoftmax softmax = DecodeSoftmax::of(p, mask, rows, row0, kv_head, split.end, lane);
-  const RowMajorLanes<kHeadDim> row_major(lane);
-  const ColMajorLanes<kHeadDim> col_major(lane);
+  const RowMajorLanes<kHeadDim> q_lanes(lane);
+  const BlockedLaneTable<kTileKeys, LanePattern::kRowHalfFromBit4> k_lanes(lane);
+  const BlockedLaneTable<kTileKeys, LanePattern::kRowHalfFromBit3> v_lanes(lane);
   Accumulator<1, kHeadDim / 8> out;
   out.zero();
   for (int t = 0; t < tiles; ++t) {
-    cp_async_wait<kStages - 2>();
+    T* stage = stages + (t % kStages) * Config::kStageElements;
+    if (engine) {
+      hopper::mbarrier_wait(full + t % kStages, (t / kStages) % 2);
+    } else {
+      cp_async_wait<kStages - 2>();
+    }
     __syncthreads();  // tile t has landed for every thread, and the stage refilled below is free
     const int refill = t + kStages - 1;
-    if (refill < tiles) {
-      Copy::start(stages + (refill % kStages) * Config::kStageElements, p, s, split, refill, kv_head, next_slots);
-      next_slots = Copy::slots(p, s, split, refill + 1);
+    T* refill_stage = stages + (refill % kStages) * Config::kStageElements;
+    if (engine) {
+      if (warp == 0 && refill < tiles) {
+        Engine::start(refill_stage, full + refill % kStages, params, s, key_of(refill), kv_head, next_slot, lane);
+        next_slot = Engine::slot(params, s, key_of(refill + 1), lane);
+      }
+      const int valid_rows = split.end - key_of(t);
+      if (valid_rows < kTileKeys) Engine::clear_rows_past(stage, valid_rows, warp, lane);
+    } else {
+      if (refill < tiles) {
+        Threads::start(refill_stage, p, s, key_of(refill), split.end, kv_head, next_slots);
+        next_slots = Threads::slots(p, s, key_of(refill + 1), split.end);
+      }
+      cp_async_commit();
     }
-    cp_async_commit();
 
-    const T* k_tile = stages + (t % kStages) * Config::kStageElements;
+    const T* k_tile = stage;
     const T* v_tile = k_tile + Config::KVLayout::kElements;
+    const int warp_keys = warp * Config::kKeysPerWarp;
     Accumulator<1, Config::kKeysPerWarp / 8> scores;
     scores.zero();
-    warp_gemm<T, kHeadDim, false, false>(scores, operand(q_smem, 0, row_major),
-                                         operand(k_tile, warp * Config::kKeysPerWarp, col_major));
-    const int key0 = split.begin + t * Config::kTileKeys + warp * Config::kKeysPerWarp;
-    softmax.update(scores, out, key0, lane);
+    warp_gemm<T, kHeadDim, false, false>(scores, operand(q_smem, 0, q_lanes), operand(k_tile, warp_keys, k_lanes));
+    softmax.update(scores, out, key_of(t) + warp_keys, lane);
+    // The warp's rows of V start at row warp_keys of each column block (a multiple of 8: same swizzle).
     warp_gemm_a_accumulator<T, true>(out, scores,
-                                     operand(v_tile + warp * Config::kKeysPerWarp * kHeadDim, 0, row_major));
+                                     operand(v_tile + warp_keys * Config::KVLayout::kBlockCols, 0, v_lanes));
   }
-  cp_async_wait<0>();
+  if (!engine) cp_async_wait<0>();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the combine may start launching
+#endif
   __syncthreads();  // every warp is done with the key buffers: the merge reuses them
 
   float* row_max = reinterpret_cast<float*>(stages);

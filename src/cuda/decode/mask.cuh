@@ -48,9 +48,11 @@ struct SplitRange {
   int begin = 0;
   int end = 0;
 
+  // The range starts on a whole tile (the rows' masks drop the keys before their first): key tiles then start
+  // on page boundaries, as the copy engine's paged boxes need.
   static __device__ __forceinline__ SplitRange of(const DecodeMask& mask, int first_token, int last_token, int split,
                                                   int num_splits, int tile_keys) {
-    const int lo = mask.first_key(first_token);
+    const int lo = mask.first_key(first_token) / tile_keys * tile_keys;
     const int hi = mask.end_key(last_token);
     SplitRange r;
     if (hi <= lo) return r;

@@ -77,6 +77,10 @@ __device__ __forceinline__ void store_pair(void* row, detail::KVDType dtype, int
 // Workspace rows are (batch, head_q, token); the output's are placed through its strides.
 template <class T>
 __global__ void __launch_bounds__(kMergeThreads) combine_splits_kernel(const __grid_constant__ DecodeParams params) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched early (programmatic dependent launch, launch_combine_splits): wait for the decoding grid here.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
   const detail::KVCacheProblem& p = params.problem;
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kMergeWarps + threadIdx.x / kWarpSize;
   if (row >= params.partial_rows) return;
@@ -137,10 +141,20 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
 
 }  // namespace device
 
+// A programmatic dependent launch: the combine's blocks are set up while the decoding grid's last blocks run
+// and wait for its results in griddepcontrol.wait, instead of the launch following the grid's end.
 template <class T>
 void launch_combine_splits(const DecodeParams& params, cudaStream_t stream) {
-  const auto blocks = static_cast<unsigned>((params.partial_rows + device::kMergeWarps - 1) / device::kMergeWarps);
-  device::combine_splits_kernel<T><<<blocks, device::kMergeThreads, 0, stream>>>(params);
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>((params.partial_rows + device::kMergeWarps - 1) / device::kMergeWarps));
+  config.blockDim = dim3(device::kMergeThreads);
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  cudaLaunchKernelEx(&config, device::combine_splits_kernel<T>, params);
 }
 
 }  // namespace flashattn::cuda

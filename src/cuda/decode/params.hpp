@@ -2,6 +2,8 @@
 // and the host's schedule for it.
 #pragma once
 
+#include <cuda.h>
+
 #include <cstdint>
 
 #include "kvcache_problem.hpp"
@@ -17,6 +19,11 @@ struct DecodeParams {
   float* out_partial = nullptr;  // (num_splits, partial_rows, head_dim_v)
   float* lse_partial = nullptr;  // (num_splits, partial_rows)
   std::int64_t partial_rows = 0;
+  // Hopper: the copy engine's view of the cache, boxes of tma_box_rows key rows x 64 channels of one head,
+  // over (channel, head, row in cache row or page, cache row or page). 0 rows: the threads copy instead.
+  int tma_box_rows = 0;
+  CUtensorMap k_map;
+  CUtensorMap v_map;
 
   // Elements of workspace a split run of `splits` parts needs.
   static std::int64_t workspace_elements(const detail::KVCacheProblem& p, int splits) {

@@ -29,6 +29,22 @@ struct SmemLayout {
   }
 };
 
+// A tile stored as kCols / 64 column blocks one after the other, each a SmemLayout<kRows, 64>: 128-byte rows
+// with the chunks swizzled by the row, which is the layout a bulk tensor copy (TMA) writes with its 128-byte
+// swizzle when a block starts 1024-byte aligned. The decoding kernel's K/V tiles use it on every path, so
+// that its copies by threads (cp.async) and by the copy engine fill the same layout.
+template <int kRows, int kCols>
+struct BlockedLayout {
+  static constexpr int kBlockCols = kChunkElements * kSwizzleChunks;
+  static_assert(kCols % kBlockCols == 0, "tile width must be a multiple of 64 elements");
+  static constexpr int kBlockElements = kRows * kBlockCols;
+  static constexpr int kElements = kRows * kCols;
+
+  static __device__ __forceinline__ int offset(int row, int col) {
+    return (col / kBlockCols) * kBlockElements + SmemLayout<kRows, kBlockCols>::offset(row, col % kBlockCols);
+  }
+};
+
 // A rows x cols window of a global tensor: row r starts at base + r * row_stride. Rows at or past
 // `valid_rows` and columns at or past `valid_cols` (a multiple of 8) read as zeros.
 template <class T>

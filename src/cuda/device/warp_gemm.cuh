@@ -56,6 +56,21 @@ using RowMajorLanes = LaneTable<kCols, LanePattern::kRowHalfFromBit3>;  // A as 
 template <int kCols>
 using ColMajorLanes = LaneTable<kCols, LanePattern::kRowHalfFromBit4>;  // A as stored [k][m]; B as [n][k]
 
+// The lane table of a BlockedLayout<kRows, ...> tile (smem.cuh): LaneTable's within one 64-column block, plus
+// the block's offset, an immediate when col is known at compile time.
+template <int kRows, LanePattern kPattern_>
+struct BlockedLaneTable {
+  static constexpr LanePattern kPattern = kPattern_;
+  static constexpr int kBlockCols = 64;
+  LaneTable<kBlockCols, kPattern_> block;
+
+  __device__ __forceinline__ explicit BlockedLaneTable(int lane) : block(lane) {}
+  __device__ __forceinline__ std::uint32_t address(std::uint32_t base, int row0, int col) const {
+    const auto block_bytes = static_cast<std::uint32_t>(2 * (col / kBlockCols) * kRows * kBlockCols);
+    return block.address(base + block_bytes, row0, col % kBlockCols);
+  }
+};
+
 template <int kMTiles, int kNTiles>
 struct Accumulator {
   float c[kMTiles][kNTiles][4];
