@@ -324,7 +324,7 @@ MergeProblem validate_merge(const TensorView& out_a, const TensorView& lse_a, co
     l.slot->head_stride = l.view.strides[rank - 3];
   }
   check_no_broadcast("lse", lse);
-  select_backend(options, out.device);
+  select_backend(options, out.device, "out");
   p.stream = options.stream;
   return p;
 }

@@ -129,16 +129,17 @@ TokenTensor token_tensor(const TensorView& t, bool varlen) {
   return tt;
 }
 
-void select_backend(const AttentionOptions& options, const Device& device) {
+void select_backend(const AttentionOptions& options, const Device& device, const char* tensor) {
+  const std::string where = std::string(tensor) + " on " + device_name(device);
   if (options.backend == Backend::kCPU && device.type != DeviceType::kCPU) {
-    fail("backend", "the cpu backend needs cpu tensors, got q on " + device_name(device));
+    fail("backend", "the cpu backend needs cpu tensors, got " + where);
   }
   if (options.backend == Backend::kCUDA && device.type != DeviceType::kCUDA) {
-    fail("backend", "the cuda backend needs cuda tensors, got q on " + device_name(device));
+    fail("backend", "the cuda backend needs cuda tensors, got " + where);
   }
 #if !defined(FLASHATTN_WITH_CUDA)
   if (device.type == DeviceType::kCUDA) {
-    throw NotSupported("q: tensors on " + device_name(device) +
+    throw NotSupported(std::string(tensor) + ": tensors on " + device_name(device) +
                        ": this build has no CUDA backend (built without nvcc or with -DFLASHATTN_CUDA=OFF)");
   }
 #endif

@@ -41,7 +41,8 @@ AlibiSlopes check_alibi(const TensorView& slopes, const Device& device, std::int
 
 // A (batch, token, head, channel) view, or (token, head, channel) packed when `varlen`.
 TokenTensor token_tensor(const TensorView& t, bool varlen);
-// The backend option against the tensors' device, and CUDA tensors in a build without CUDA.
-void select_backend(const AttentionOptions& options, const Device& device);
+// The backend option against the tensors' device, and CUDA tensors in a build without CUDA; `tensor` names
+// the argument whose device decides (q, or out for a merge).
+void select_backend(const AttentionOptions& options, const Device& device, const char* tensor = "q");
 
 }  // namespace flashattn::detail

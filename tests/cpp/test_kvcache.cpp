@@ -485,7 +485,7 @@ std::vector<Rule> rules() {
       rule("merge_lse_device", kMerge, "lse", {"device"}, [cuda](Call& c) { c.lse.device = cuda; }),
       rule("merge_out_broadcast", kMerge, "out", {"stride 0"}, [](Call& c) { c.out.strides[1] = 0; }),
       rule("merge_lse_broadcast", kMerge, "lse", {"stride 0"}, [](Call& c) { c.lse.strides[2] = 0; }),
-      rule("merge_cuda_backend_with_cpu_tensors", kMerge, "backend", {"cuda"},
+      rule("merge_cuda_backend_with_cpu_tensors", kMerge, "backend", {"cuda", "got out on cpu"},
            [](Call& c) { c.options.backend = Backend::kCUDA; }),
   };
   // A build with the CUDA backend would run its kernels on these host pointers: CUDA rules belong on a GPU.
