@@ -242,6 +242,29 @@ def test_returns_out_alone_and_no_gradient(rng):
     assert tensors["k_cache"]._version > version  # the in-place write is visible to autograd's bookkeeping
 
 
+def test_eager_path_inference_mode_and_dispatch_modes(rng):
+    """Plain eager calls skip the dispatcher; they must also work on inference tensors (no version counter),
+    and under a dispatch mode the call goes through the custom op, which the mode sees."""
+    arrays, options = make_inputs(Case("eager", seqlen_new=2), rng)
+    tensors, _ = to_torch(arrays, options, torch.float32, "cpu")
+    expected = flashattn.flash_attn_with_kvcache(**{name: x.clone() for name, x in tensors.items()})
+    with torch.inference_mode():
+        inference = {name: x.clone() for name, x in tensors.items()}
+        torch.testing.assert_close(flashattn.flash_attn_with_kvcache(**inference), expected, rtol=0, atol=0)
+
+    seen = []
+
+    class Recorder(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        result = flashattn.flash_attn_with_kvcache(**{name: x.clone() for name, x in tensors.items()})
+    torch.testing.assert_close(result, expected, rtol=0, atol=0)
+    assert torch.ops.flashattn.forward_kvcache.default in seen
+
+
 NUMPY_CASES = ("append_5_gqa4", "paged_16", "rotary_neox", "leftpad", "batch_idx", "int_seqlens", "alibi_batch")
 
 
