@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim>::kThreads, decode_ti
   const CacheSequence s = CacheSequence::of(p, b);
   const DecodeRows rows{static_cast<int>(p.group_size()), static_cast<int>(p.group_size() * p.seqlen_q)};
   const int row0 = row_tile * kDecodeRows;
-  const DecodeMask mask = DecodeMask::of(p, s);
+  const MaskPolicy mask = decode_mask(p, s);
   const int last_row = min(rows.count, row0 + kDecodeRows) - 1;
   const SplitRange split =
       SplitRange::of(mask, rows.token(row0), rows.token(last_row), split_index, params.num_splits, kTileKeys);

@@ -1,6 +1,6 @@
 // The decoding kernel's online softmax, per warp: the warp's scores of its keys x kDecodeRows rows arrive as
 // m16n8 accumulators (lane holds rows lane / 4 and lane / 4 + 8, two keys of each n8 tile). Scores go to the
-// log2 domain (scale, softcap, ALiBi as flashattn/options.hpp has them), masked keys to -inf; the row
+// log2 domain through the portable kernels' ScoreMod (scale, softcap, ALiBi), masked keys to -inf; the row
 // maxima are shared by the four lanes of a quad, the row sums stay per lane until share().
 #pragma once
 
@@ -18,34 +18,30 @@ namespace flashattn::cuda::device {
 
 struct DecodeSoftmax {
   static constexpr int kRowsPerLane = 2;
-  float scale_log2 = 0.0f;  // softmax_scale * log2(e)
-  float softcap = 0.0f;     // 0: off
-  float softcap_log2 = 0.0f;
-  int first_key[kRowsPerLane] = {};
-  int end_key[kRowsPerLane] = {};  // also bounded by the split's end
-  int diagonal[kRowsPerLane] = {};
-  float alibi_log2[kRowsPerLane] = {};  // -slope * log2(e); 0 without ALiBi
+  ScoreMod mod[kRowsPerLane];  // the portable kernels' score modifiers, with each row's ALiBi slope
+  int token[kRowsPerLane] = {};
+  MaskPolicy::KeyRange keys[kRowsPerLane] = {};  // also bounded by the split's end; empty past the rows
   float max[kRowsPerLane] = {-std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
   float sum[kRowsPerLane] = {};
 
-  static __device__ __forceinline__ DecodeSoftmax of(const detail::KVCacheProblem& p, const DecodeMask& mask,
+  static __device__ __forceinline__ DecodeSoftmax of(const detail::KVCacheProblem& p, const MaskPolicy& mask,
                                                      const DecodeRows& rows, int row0, int kv_head, int split_end,
                                                      int lane) {
     DecodeSoftmax s;
-    s.softcap = p.softcap;
-    s.scale_log2 = p.softcap > 0.0f ? p.softmax_scale / p.softcap : p.softmax_scale * kLog2e;
-    s.softcap_log2 = p.softcap * kLog2e;
 #pragma unroll
     for (int half = 0; half < kRowsPerLane; ++half) {
       const int row = row0 + lane / 4 + 8 * half;
       if (row >= rows.count) continue;  // empty range: every key masked
-      const int token = rows.token(row);
-      s.first_key[half] = mask.first_key(token);
-      s.end_key[half] = min(mask.end_key(token), split_end);
-      s.diagonal[half] = mask.diagonal(token);
+      s.token[half] = rows.token(row);
+      s.keys[half] = mask.keys_of(s.token[half]);
+      s.keys[half].end = min(s.keys[half].end, split_end);
+      ScoreMod& mod = s.mod[half];
+      mod.scale = p.softmax_scale;
+      mod.softcap = p.softcap;
+      mod.offset = mask.offset;
       if (p.alibi_slopes != nullptr) {
         const std::int64_t batch = p.alibi_batch_stride != 0 ? blockIdx.z : 0;
-        s.alibi_log2[half] = -p.alibi_slopes[batch * p.alibi_batch_stride + rows.head(kv_head, row)] * kLog2e;
+        mod.slope = p.alibi_slopes[batch * p.alibi_batch_stride + rows.head(kv_head, row)];
       }
     }
     return s;
@@ -64,10 +60,8 @@ struct DecodeSoftmax {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int key = key0 + 8 * nt + 2 * (lane % 4) + e;
-          float x = scores.c[0][nt][2 * half + e] * scale_log2;
-          if (softcap > 0.0f) x = softcap_log2 * tanhf(x);
-          x += alibi_log2[half] * fabsf(static_cast<float>(diagonal[half] - key));
-          if (key < first_key[half] || key >= end_key[half]) x = -CUDART_INF_F;
+          float x = mod[half].apply(scores.c[0][nt][2 * half + e], token[half], key);
+          if (!keys[half].contains(key)) x = -CUDART_INF_F;
           scores.c[0][nt][2 * half + e] = x;
           tile_max = fmaxf(tile_max, x);
         }
