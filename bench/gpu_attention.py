@@ -48,6 +48,13 @@ BACKWARD_FLOPS_FACTOR = 2.5
 # Larger than any GPU's L2 cache (50 MiB on H100), written before each timed call.
 L2_FLUSH_BYTES = 256 * 1024 * 1024
 OURS = "flashattn"
+# flashattn again with its kernel family forced (FLASHATTN_CUDA_PATH, src/cuda/backend.cpp): the Hopper kernel
+# (an error where it does not apply, so the row shows which path ran) and the portable sm_80+ kernel.
+OURS_PATHS = {
+    "flashattn-hopper": ("flashattn (Hopper kernel)", "hopper"),
+    "flashattn-portable": ("flashattn (portable kernel)", "portable"),
+}
+PATH_VARIABLE = "FLASHATTN_CUDA_PATH"
 # Column labels as in the baselines' table.
 SDPA_BACKENDS = {
     "FLASH_ATTENTION": "PyTorch FLASH_ATTENTION (FA2)",
@@ -83,18 +90,36 @@ def round_sizes(reps, rounds):
     return [reps // rounds + (index < reps % rounds) for index in range(rounds)]
 
 
+@contextlib.contextmanager
+def forced_path(path):
+    """FLASHATTN_CUDA_PATH=path inside the block (the library reads it at every call)."""
+    previous = os.environ.get(PATH_VARIABLE)
+    os.environ[PATH_VARIABLE] = path
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[PATH_VARIABLE]
+        else:
+            os.environ[PATH_VARIABLE] = previous
+
+
 class Backend:
     """One implementation: how it lays out q, k, v and how it computes attention."""
 
-    def __init__(self, name, label, attention, heads_before_seqlen, sdpa_backend=None):
+    def __init__(self, name, label, attention, heads_before_seqlen, sdpa_backend=None, path=None):
         self.name = name
         self.label = label
         self.attention = attention  # (q, k, v, causal) -> out
         self.heads_before_seqlen = heads_before_seqlen  # (b, h, s, d) rather than (b, s, h, d)
         self.sdpa_backend = sdpa_backend
+        self.path = path  # FLASHATTN_CUDA_PATH for flashattn's forced-path rows
 
     def context(self):
-        """The context the calls run in: sdpa_kernel restricted to this backend, or nothing."""
+        """The context the calls run in: sdpa_kernel restricted to this backend, flashattn's kernel family
+        forced, or nothing."""
+        if self.path is not None:
+            return forced_path(self.path)
         if self.sdpa_backend is None:
             return contextlib.nullcontext()
         from torch.nn.attention import sdpa_kernel
@@ -114,12 +139,11 @@ def make_backends(requested, flashattn_module):
 
     backends = []
     for name in requested:
-        if name == OURS:
-            if flashattn_module is None:
-                backends.append(Backend(OURS, "flashattn", None, False))
-            else:
-                backends.append(Backend(OURS, "flashattn", lambda q, k, v, causal: flashattn_module.flash_attn_func(
-                    q, k, v, causal=causal), False))
+        if name == OURS or name in OURS_PATHS:
+            label, path = OURS_PATHS.get(name, ("flashattn", None))
+            attention = None if flashattn_module is None else (
+                lambda q, k, v, causal: flashattn_module.flash_attn_func(q, k, v, causal=causal))
+            backends.append(Backend(name, label, attention, False, path=path))
         else:
             backends.append(Backend(name, SDPA_BACKENDS[name], lambda q, k, v, causal: F.scaled_dot_product_attention(
                 q, k, v, is_causal=causal), True, getattr(SDPBackend, name)))
@@ -162,6 +186,8 @@ def measure_point(backends, point, args, dtype, flush_buffer, import_error):
     rows, timed = [], []
     for backend in backends:
         for pass_name, pass_flops in (("fwd", flops), ("bwd", flops * BACKWARD_FLOPS_FACTOR)):
+            if pass_name not in args.passes:
+                continue
             row = {"head_dim": head_dim, "causal": causal, "seqlen": seqlen, "batch": batch, "heads": heads,
                    "backend": backend.label, "pass": pass_name, "ms": None, "tflops": None}
             rows.append(row)
@@ -287,7 +313,10 @@ def parse_args():
     parser.add_argument("--head-dims", type=int, nargs="+", default=list(HEAD_DIMS))
     parser.add_argument("--seqlens", type=int, nargs="+", help="default: 512 ... 16384 (--quick: fewer)")
     parser.add_argument("--causal", choices=("both", "yes", "no"), default="both")
-    parser.add_argument("--backends", nargs="+", choices=[OURS, *SDPA_BACKENDS], default=[OURS, *SDPA_BACKENDS])
+    parser.add_argument("--backends", nargs="+", choices=[OURS, *OURS_PATHS, *SDPA_BACKENDS],
+                        default=[OURS, *SDPA_BACKENDS],
+                        help="flashattn-hopper / flashattn-portable: flashattn with FLASHATTN_CUDA_PATH forced")
+    parser.add_argument("--passes", nargs="+", choices=("fwd", "bwd"), default=["fwd", "bwd"])
     parser.add_argument("--warmup", type=int, help="warm-up calls (default 5, --quick 3)")
     parser.add_argument("--reps", type=int, default=20, help="timed calls, the median is reported (default 20)")
     parser.add_argument("--rounds", type=int, default=5,

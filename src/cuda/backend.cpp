@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "cuda/host.hpp"
@@ -136,6 +138,66 @@ void forward_typed(const detail::Problem& problem, int head_dim, ForwardParams& 
   }
 }
 
+// Which kernel family runs the forward, from the environment variable FLASHATTN_CUDA_PATH: auto (the default:
+// the Hopper kernel where it applies, the portable one elsewhere), portable, or hopper (the Hopper kernel or
+// NotSupported saying why not). Read at every call, so that a benchmark or a test can compare the two paths in
+// one process.
+enum class ForwardPath { kAuto, kPortable, kHopper };
+constexpr const char* kForwardPathVariable = "FLASHATTN_CUDA_PATH";
+
+ForwardPath requested_forward_path() {
+  const char* value = std::getenv(kForwardPathVariable);
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "auto") == 0) return ForwardPath::kAuto;
+  if (std::strcmp(value, "portable") == 0) return ForwardPath::kPortable;
+  if (std::strcmp(value, "hopper") == 0) return ForwardPath::kHopper;
+  throw InvalidArgument(kForwardPathVariable, std::string("'") + value + "' is not auto, portable or hopper");
+}
+
+// Why the Hopper forward cannot run this problem, or "" when it can. The rows' alignment that its tensor maps
+// need is check_layouts' rule for every CUDA kernel.
+std::string hopper_forward_obstacle(const detail::Problem& p, const DeviceTraits& traits) {
+#if defined(FLASHATTN_CUDA_HOPPER)
+  constexpr int kHopperComputeCapability = 90;
+  if (traits.compute_capability != kHopperComputeCapability) {
+    return "the device has compute capability " + std::to_string(traits.compute_capability / 10) + "." +
+           std::to_string(traits.compute_capability % 10) + "; the Hopper kernel needs 9.0";
+  }
+  if (p.varlen) return "variable-length batches (cu_seqlens) run on the portable kernel";
+  if (p.seqlen_k == 0) return "seqlen_k is 0";
+  return "";
+#else
+  (void)p;
+  (void)traits;
+  return "this build has no sm_90a kernels (FLASHATTN_CUDA_ARCHS without 90a)";
+#endif
+}
+
+template <class T>
+void hopper_forward_typed(int head_dim, const ForwardParams& p, int multiprocessors, cudaStream_t stream) {
+#if defined(FLASHATTN_CUDA_HOPPER)
+  switch (head_dim) {
+#if defined(FLASHATTN_CUDA_HDIM_64)
+    case 64:
+      return hopper::launch_hopper_forward<T, 64>(p, multiprocessors, stream);
+#endif
+#if defined(FLASHATTN_CUDA_HDIM_128)
+    case 128:
+      return hopper::launch_hopper_forward<T, 128>(p, multiprocessors, stream);
+#endif
+#if defined(FLASHATTN_CUDA_HDIM_256)
+    case 256:
+      return hopper::launch_hopper_forward<T, 256>(p, multiprocessors, stream);
+#endif
+    default:
+      break;
+  }
+#endif
+  (void)p;
+  (void)multiprocessors;
+  (void)stream;
+  throw BackendError("cuda: no Hopper forward kernel for head_dim " + std::to_string(head_dim));
+}
+
 template <class T, int kHeadDim>
 void backward_kernels(const detail::Problem& problem, const BackwardParams& p, std::int64_t rows, cudaStream_t stream) {
   if (rows > 0) launch_backward_prepare<T>(p, stream);
@@ -196,6 +258,28 @@ void forward(const detail::Problem& problem) {
   fill_common(p, problem);
   p.num_splits = static_cast<int>(std::min<std::int64_t>(choose_splits(problem, head_dim, traits),
                                                          kMaxGridZ / std::max<std::int64_t>(problem.batch, 1)));
+  const bool bf16 = problem.dtype == DType::kBFloat16;
+
+  // The Hopper kernel is persistent and does not split the keys: in auto mode the problems that the portable
+  // kernel would split (too few query tiles to fill the device) stay there.
+  const ForwardPath path = requested_forward_path();
+  if (path != ForwardPath::kPortable) {
+    std::string obstacle = hopper_forward_obstacle(problem, traits);
+    if (obstacle.empty() && path == ForwardPath::kAuto && p.num_splits > 1) obstacle = "split-KV";
+    if (obstacle.empty()) {
+      p.num_splits = 1;
+      if (bf16) {
+        hopper_forward_typed<__nv_bfloat16>(head_dim, p, traits.multiprocessors, stream);
+      } else {
+        hopper_forward_typed<__half>(head_dim, p, traits.multiprocessors, stream);
+      }
+      check(cudaGetLastError(), "forward launch (Hopper)");
+      return;
+    }
+    if (path == ForwardPath::kHopper) {
+      throw NotSupported(std::string("q: ") + kForwardPathVariable + "=hopper, but " + obstacle);
+    }
+  }
   const std::int64_t rows = row_count(problem);
   StreamBuffer partial_out(p.num_splits > 1 ? p.num_splits * rows * problem.head_dim_v : 0, stream);
   StreamBuffer partial_lse(p.num_splits > 1 ? p.num_splits * rows : 0, stream);
@@ -204,7 +288,6 @@ void forward(const detail::Problem& problem) {
     p.lse_partial = row_layout(problem, partial_lse.data());
     p.partial_split_stride = rows;
   }
-  const bool bf16 = problem.dtype == DType::kBFloat16;
   if (bf16) {
     forward_typed<__nv_bfloat16>(problem, head_dim, p, stream);
   } else {

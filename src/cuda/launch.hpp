@@ -25,4 +25,10 @@ void launch_backward_dq(const BackwardParams& p, cudaStream_t stream);
 template <class T>
 void launch_backward_dq_store(const BackwardParams& p, cudaStream_t stream);
 
+namespace hopper {
+// The Hopper forward (hopper/attention/kernel.cuh), built only with the sm_90a target (FLASHATTN_CUDA_HOPPER).
+template <class T, int kHeadDim>
+void launch_hopper_forward(const ForwardParams& p, int multiprocessors, cudaStream_t stream);
+}  // namespace hopper
+
 }  // namespace flashattn::cuda

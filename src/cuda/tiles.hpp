@@ -49,6 +49,38 @@ constexpr ForwardTile forward_tile(int head_dim) {
   return {4, 1, 64, false, 2, 1};
 }
 
+// Hopper forward (sm_90a, hopper/attention/): a persistent block of one producer warpgroup (TMA copies) and
+// block_m / 64 consumer warpgroups (wgmma, softmax, epilogue), each owning 64 query rows of a block_m-row
+// tile and walking its keys block_n at a time; K and V stream through `stages` shared-memory stages each.
+// setmaxnreg moves registers from the producer to the consumers. `overlap`: a consumer issues Q K^T of the
+// next key tile and P V of this one before the softmax that needs the former (FlashAttention-3's
+// intra-warpgroup pipelining); `ping_pong`: the consumers take turns to issue their products, so that one's
+// softmax runs under the other's matrix work.
+struct HopperForwardTile {
+  int block_m;
+  int block_n;
+  int stages;
+  int producer_registers;
+  int consumer_registers;
+  bool overlap;
+  bool ping_pong;
+};
+
+constexpr HopperForwardTile hopper_forward_tile(int head_dim) {
+#if defined(FLASHATTN_DEV_HOPPER_N)
+  if (head_dim > 0) {
+    return {128, FLASHATTN_DEV_HOPPER_N,       FLASHATTN_DEV_HOPPER_STAGES,  24,
+            240, FLASHATTN_DEV_HOPPER_OVERLAP, FLASHATTN_DEV_HOPPER_PINGPONG};
+  }
+#endif
+  // Shared memory: Q (block_m x d) plus 2 x stages x block_n x d for K and V, at most 227 KiB; registers per
+  // consumer thread: O (d / 2), S (block_n / 2) and P (block_n / 4) of its 64 rows. 24 + 2 x 240 = 504 of the
+  // 512 registers per warpgroup lane.
+  if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true};
+  if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true};
+  return {128, 64, 2, 24, 240, true, true};
+}
+
 // Backward: a block owns block_n keys of one KV head and walks the query tiles (block_m rows) of every
 // query head of its group. Warp layouts per product:
 //   S^T, dP^T (block_n x block_m): sdp_warps_n x (warps / sdp_warps_n)

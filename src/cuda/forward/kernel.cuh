@@ -16,6 +16,7 @@
 #include "cuda/device/sequence.cuh"
 #include "cuda/device/smem.cuh"
 #include "cuda/device/warp_gemm.cuh"
+#include "cuda/forward/mask.cuh"
 #include "cuda/forward/softmax.cuh"
 #include "cuda/params.hpp"
 #include "cuda/tiles.hpp"
@@ -38,32 +39,6 @@ struct ForwardKernelShape {
 };
 
 namespace device {
-
-// Score modifiers and the mask on one tile of scores (raw q.k in; log2-domain with kModify, raw otherwise).
-// Compiled per case and chosen once per tile: run-time tests of `modify` per element doubled the
-// instructions of the masked tiles (SASS), of which causal runs at short seqlen have many.
-template <bool kModify, int kMTiles, int kNTiles>
-__device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s, const MaskPolicy& mask,
-                                                const ScoreMod& mod, int row0, int key0, int lane) {
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = row0 + 16 * mt + lane / 4 + 8 * r;
-      const MaskPolicy::KeyRange keys = mask.keys_of(row);
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int key = key0 + 8 * nt + 2 * (lane % 4) + c;
-          float& x = s.c[mt][nt][2 * r + c];
-          if (kModify) x = mod.apply(x, row, key);
-          if (!keys.contains(key)) x = -CUDART_INF_F;
-        }
-      }
-    }
-  }
-}
 
 template <class T, int kHeadDim>
 __global__ void __launch_bounds__(forward_tile(kHeadDim).threads(), forward_tile(kHeadDim).min_blocks_per_sm)

@@ -41,6 +41,17 @@ struct OnlineSoftmax {
   template <int kNTiles, int kDTiles>
   __device__ __forceinline__ void update(Accumulator<kMTiles, kNTiles>& s, Accumulator<kMTiles, kDTiles>& o,
                                          float scale) {
+    float correction[kMTiles][2];
+    to_probabilities(s, scale, correction);
+    rescale(o, correction);
+  }
+
+  // The first half of update: the new maxima, the probabilities and the row sums, and per row the factor that
+  // takes the output accumulated so far to the new maximum. Kernels whose P V product of the previous tile is
+  // still running when this runs (hopper/attention) apply the factor once it has finished.
+  template <int kNTiles>
+  __device__ __forceinline__ void to_probabilities(Accumulator<kMTiles, kNTiles>& s, float scale,
+                                                   float (&correction)[kMTiles][2]) {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
@@ -52,7 +63,7 @@ struct OnlineSoftmax {
         tile_max = quad_max(tile_max);
         // A row that has seen only masked keys keeps max -inf; subtracting 0 instead keeps exp2 at 0, not NaN.
         const float base = tile_max == -CUDART_INF_F ? 0.0f : tile_max * scale;
-        const float correction = fast_exp2(row_max[mt][r] * scale - base);
+        correction[mt][r] = fast_exp2(row_max[mt][r] * scale - base);
         row_max[mt][r] = tile_max;
         float sum = 0.0f;
 #pragma unroll
@@ -63,11 +74,22 @@ struct OnlineSoftmax {
             sum += s.c[mt][nt][i];
           }
         }
-        row_sum[mt][r] = row_sum[mt][r] * correction + sum;
+        row_sum[mt][r] = row_sum[mt][r] * correction[mt][r] + sum;
+      }
+    }
+  }
+
+  // The second half: the output accumulator rescaled by the factors to_probabilities returned.
+  template <int kDTiles>
+  __device__ __forceinline__ void rescale(Accumulator<kMTiles, kDTiles>& o, const float (&correction)[kMTiles][2]) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
 #pragma unroll
         for (int dt = 0; dt < kDTiles; ++dt) {
-          o.c[mt][dt][2 * r] *= correction;
-          o.c[mt][dt][2 * r + 1] *= correction;
+          o.c[mt][dt][2 * r] *= correction[mt][r];
+          o.c[mt][dt][2 * r + 1] *= correction[mt][r];
         }
       }
     }

@@ -70,4 +70,10 @@ __device__ __forceinline__ void named_barrier_sync(std::uint32_t barrier_id, std
   asm volatile("bar.sync %0, %1;\n" ::"r"(barrier_id), "r"(thread_count) : "memory");
 }
 
+// Arrives at barrier `barrier_id` without waiting: the threads that bar.sync on it continue once the arrivals
+// and their own add up to `thread_count`. How one warpgroup lets another go ahead.
+__device__ __forceinline__ void named_barrier_arrive(std::uint32_t barrier_id, std::uint32_t thread_count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(barrier_id), "r"(thread_count) : "memory");
+}
+
 }  // namespace flashattn::cuda::hopper
