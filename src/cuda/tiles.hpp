@@ -69,16 +69,29 @@ struct HopperForwardTile {
 constexpr HopperForwardTile hopper_forward_tile(int head_dim) {
 #if defined(FLASHATTN_DEV_HOPPER_N)
   if (head_dim > 0) {
-    return {128, FLASHATTN_DEV_HOPPER_N,       FLASHATTN_DEV_HOPPER_STAGES,  24,
-            240, FLASHATTN_DEV_HOPPER_OVERLAP, FLASHATTN_DEV_HOPPER_PINGPONG};
+    HopperForwardTile tile{FLASHATTN_DEV_HOPPER_M, FLASHATTN_DEV_HOPPER_N, FLASHATTN_DEV_HOPPER_STAGES, 24,
+                           FLASHATTN_DEV_HOPPER_M == 192 ? 160 : 240};
+    tile.overlap = FLASHATTN_DEV_HOPPER_OVERLAP;
+    tile.ping_pong = FLASHATTN_DEV_HOPPER_PINGPONG;
+    return tile;
   }
 #endif
-  // Shared memory: Q (block_m x d) plus 2 x stages x block_n x d for K and V, at most 227 KiB; registers per
-  // consumer thread: O (d / 2), S (block_n / 2) and P (block_n / 4) of its 64 rows. 24 + 2 x 240 = 504 of the
-  // 512 registers per warpgroup lane.
+  // Shared memory: Q (block_m x d, one or two buffers), 2 x stages x block_n x d for K and V and the output
+  // buffer, at most 227 KiB (hopper/attention/shape.cuh); registers per consumer thread: O (d / 2), S
+  // (block_n / 2) and P (block_n / 4) of its 64 rows; 24 + 2 x 240 = 504 of the 512 per warpgroup lane.
+  // FLASHATTN_DEV_HOPPER_{M,N,STAGES,OVERLAP,PINGPONG} build a variant. Measured on an H100 (bf16, batch x
+  // seqlen = 16k, forward TFLOP/s at seqlen 1k / 2k / 4k / 16k, non-causal), 2026-11-26:
+  //   d = 64:  128 x 128, 3 stages 385 / 422 / 442 / 454; 192 x 80 (three consumers at 160 registers, no
+  //            ping-pong) 365 / 425 / 452 / 497 (same call: a partial last query tile of 192 rows costs at short
+  //            lengths); 128 x 192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes).
+  //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
+  //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
+  //            4k / 16k; without `ping_pong` within 1 % (same call).
+  //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
+  //            read K and Q from shared memory as fast as it can deliver).
   if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true};
   if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true};
-  return {128, 64, 2, 24, 240, true, true};
+  return {128, 80, 2, 24, 240, true, true};
 }
 
 // Backward: a block owns block_n keys of one KV head and walks the query tiles (block_m rows) of every

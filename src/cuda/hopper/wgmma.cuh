@@ -116,16 +116,29 @@ __device__ __forceinline__ void pin_fragments(std::uint32_t (&fragments)[Count][
 #define FLASHATTN_WGMMA_F32(d, i) \
   FLASHATTN_WGMMA_F8(d, i), FLASHATTN_WGMMA_F8(d, i + 8), FLASHATTN_WGMMA_F8(d, i + 16), FLASHATTN_WGMMA_F8(d, i + 24)
 #define FLASHATTN_WGMMA_F64(d, i) FLASHATTN_WGMMA_F32(d, i), FLASHATTN_WGMMA_F32(d, i + 32)
-#define FLASHATTN_WGMMA_F128(d) FLASHATTN_WGMMA_F64(d, 0), FLASHATTN_WGMMA_F64(d, 64)
+#define FLASHATTN_WGMMA_OPERANDS_64(d) FLASHATTN_WGMMA_F32(d, 0)
+#define FLASHATTN_WGMMA_OPERANDS_80(d) FLASHATTN_WGMMA_F32(d, 0), FLASHATTN_WGMMA_F8(d, 32)
+#define FLASHATTN_WGMMA_OPERANDS_128(d) FLASHATTN_WGMMA_F64(d, 0)
+#define FLASHATTN_WGMMA_OPERANDS_192(d) FLASHATTN_WGMMA_F64(d, 0), FLASHATTN_WGMMA_F32(d, 64)
+#define FLASHATTN_WGMMA_OPERANDS_256(d) FLASHATTN_WGMMA_F64(d, 0), FLASHATTN_WGMMA_F64(d, 64)
 
 #define FLASHATTN_WGMMA_D64_TEXT                                                                          \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define FLASHATTN_WGMMA_D80_TEXT                                                                          \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+  "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39}"
 #define FLASHATTN_WGMMA_D128_TEXT                                                                         \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
   "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "  \
   "%62, %63}"
+#define FLASHATTN_WGMMA_D192_TEXT                                                                         \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+  "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
+  "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "  \
+  "%62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, "  \
+  "%82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}"
 #define FLASHATTN_WGMMA_D256_TEXT                                                                         \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
@@ -138,59 +151,65 @@ __device__ __forceinline__ void pin_fragments(std::uint32_t (&fragments)[Count][
 // The PTX of one wgmma, D (+)= A * B with fp32 D, accumulating when operand %acc is non-zero. _SS: A and B
 // from shared memory (descriptor operands a, b), both K-major. _RS: A from the four registers a0..a3, B from
 // shared memory MN-major (the transpose flag set: V stored [key][channel] is B = V with N along channels).
-#define FLASHATTN_WGMMA_SS_TEXT(n, type, d_text, a, b, acc)                                 \
-  "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %" acc                                \
-  ", 0;\n"                                                                                  \
-  "wgmma.mma_async.sync.aligned.m64n" n "k16.f32." type "." type " " d_text ", %" a ", %" b \
-  ", accumulate, 1, 1, 0, 0;\n}\n"
-#define FLASHATTN_WGMMA_RS_TEXT(n, type, d_text, a0, a1, a2, a3, b, acc)                                         \
-  "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %" acc                                                     \
-  ", 0;\n"                                                                                                       \
-  "wgmma.mma_async.sync.aligned.m64n" n "k16.f32." type "." type " " d_text ", {%" a0 ", %" a1 ", %" a2 ", %" a3 \
-  "}, %" b ", accumulate, 1, 1, 1;\n}\n"
+#define FLASHATTN_WGMMA_SS_TEXT(n, type, a, b, acc)                                               \
+  "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %" acc                                      \
+  ", 0;\n"                                                                                        \
+  "wgmma.mma_async.sync.aligned.m64n" #n "k16.f32." type "." type " " FLASHATTN_WGMMA_D##n##_TEXT \
+      ", %" a ", %" b ", accumulate, 1, 1, 0, 0;\n}\n"
+#define FLASHATTN_WGMMA_RS_TEXT(n, type, a0, a1, a2, a3, b, acc)                                  \
+  "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %" acc                                      \
+  ", 0;\n"                                                                                        \
+  "wgmma.mma_async.sync.aligned.m64n" #n "k16.f32." type "." type " " FLASHATTN_WGMMA_D##n##_TEXT \
+      ", {%" a0 ", %" a1 ", %" a2 ", %" a3 "}, %" b ", accumulate, 1, 1, 1;\n}\n"
+// One asm statement of each form for N and the PTX type name; the operand numbers follow the N / 2 accumulators.
+#define FLASHATTN_WGMMA_SS(n, type, a, b, acc)             \
+  asm volatile(FLASHATTN_WGMMA_SS_TEXT(n, type, a, b, acc) \
+               : FLASHATTN_WGMMA_OPERANDS_##n(d)           \
+               : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate))
+#define FLASHATTN_WGMMA_RS(n, type, a0, a1, a2, a3, b, acc)             \
+  asm volatile(FLASHATTN_WGMMA_RS_TEXT(n, type, a0, a1, a2, a3, b, acc) \
+               : FLASHATTN_WGMMA_OPERANDS_##n(d)                        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate))
 
 template <class T>
 inline constexpr bool kIsWgmmaType = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
 
 // D = A * B (+ D when `accumulate`), 64 x N x 16, both operands K-major in shared memory.
-// N is 64, 128 or 256; T is __nv_bfloat16 or __half.
+// N is 64, 80, 128, 192 or 256; T is __nv_bfloat16 or __half.
 template <int N, class T>
 __device__ __forceinline__ void wgmma_m64k16_ss(float (&d)[N / 2], std::uint64_t descriptor_a,
                                                 std::uint64_t descriptor_b, bool accumulate_flag) {
-  static_assert(N == 64 || N == 128 || N == 256, "wgmma_m64k16_ss: N must be 64, 128 or 256");
+  static_assert(N == 64 || N == 80 || N == 128 || N == 192 || N == 256,
+                "wgmma_m64k16_ss: N must be 64, 80, 128, 192 or 256");
   static_assert(kIsWgmmaType<T>, "wgmma_m64k16_ss: T must be __nv_bfloat16 or __half");
   const std::uint32_t accumulate = accumulate_flag ? 1u : 0u;
   constexpr bool kBFloat16 = std::is_same_v<T, __nv_bfloat16>;
   if constexpr (N == 64 && kBFloat16) {
-    asm volatile(FLASHATTN_WGMMA_SS_TEXT("64", "bf16", FLASHATTN_WGMMA_D64_TEXT, "32", "33", "34")
-                 : FLASHATTN_WGMMA_F32(d, 0)
-                 : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_SS(64, "bf16", "32", "33", "34");
   } else if constexpr (N == 64) {
-    asm volatile(FLASHATTN_WGMMA_SS_TEXT("64", "f16", FLASHATTN_WGMMA_D64_TEXT, "32", "33", "34")
-                 : FLASHATTN_WGMMA_F32(d, 0)
-                 : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_SS(64, "f16", "32", "33", "34");
+  } else if constexpr (N == 80 && kBFloat16) {
+    FLASHATTN_WGMMA_SS(80, "bf16", "40", "41", "42");
+  } else if constexpr (N == 80) {
+    FLASHATTN_WGMMA_SS(80, "f16", "40", "41", "42");
   } else if constexpr (N == 128 && kBFloat16) {
-    asm volatile(FLASHATTN_WGMMA_SS_TEXT("128", "bf16", FLASHATTN_WGMMA_D128_TEXT, "64", "65", "66")
-                 : FLASHATTN_WGMMA_F64(d, 0)
-                 : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_SS(128, "bf16", "64", "65", "66");
   } else if constexpr (N == 128) {
-    asm volatile(FLASHATTN_WGMMA_SS_TEXT("128", "f16", FLASHATTN_WGMMA_D128_TEXT, "64", "65", "66")
-                 : FLASHATTN_WGMMA_F64(d, 0)
-                 : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_SS(128, "f16", "64", "65", "66");
+  } else if constexpr (N == 192 && kBFloat16) {
+    FLASHATTN_WGMMA_SS(192, "bf16", "96", "97", "98");
+  } else if constexpr (N == 192) {
+    FLASHATTN_WGMMA_SS(192, "f16", "96", "97", "98");
   } else if constexpr (kBFloat16) {
-    asm volatile(FLASHATTN_WGMMA_SS_TEXT("256", "bf16", FLASHATTN_WGMMA_D256_TEXT, "128", "129", "130")
-                 : FLASHATTN_WGMMA_F128(d)
-                 : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_SS(256, "bf16", "128", "129", "130");
   } else {
-    asm volatile(FLASHATTN_WGMMA_SS_TEXT("256", "f16", FLASHATTN_WGMMA_D256_TEXT, "128", "129", "130")
-                 : FLASHATTN_WGMMA_F128(d)
-                 : "l"(descriptor_a), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_SS(256, "f16", "128", "129", "130");
   }
 }
 
 // D = A * B (+ D when `accumulate`), 64 x N x 16, A (64 x 16) in registers as the accumulator-shaped fragment
 // of the PTX ISA's "wgmma register fragment layout for A" (the m16n8k16 mma's A fragment per warp), B MN-major
-// in shared memory.
+// in shared memory. N is 64, 128 or 256.
 template <int N, class T>
 __device__ __forceinline__ void wgmma_m64k16_rs(float (&d)[N / 2], const std::uint32_t (&a)[4],
                                                 std::uint64_t descriptor_b, bool accumulate_flag) {
@@ -199,40 +218,34 @@ __device__ __forceinline__ void wgmma_m64k16_rs(float (&d)[N / 2], const std::ui
   const std::uint32_t accumulate = accumulate_flag ? 1u : 0u;
   constexpr bool kBFloat16 = std::is_same_v<T, __nv_bfloat16>;
   if constexpr (N == 64 && kBFloat16) {
-    asm volatile(FLASHATTN_WGMMA_RS_TEXT("64", "bf16", FLASHATTN_WGMMA_D64_TEXT, "32", "33", "34", "35", "36", "37")
-                 : FLASHATTN_WGMMA_F32(d, 0)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_RS(64, "bf16", "32", "33", "34", "35", "36", "37");
   } else if constexpr (N == 64) {
-    asm volatile(FLASHATTN_WGMMA_RS_TEXT("64", "f16", FLASHATTN_WGMMA_D64_TEXT, "32", "33", "34", "35", "36", "37")
-                 : FLASHATTN_WGMMA_F32(d, 0)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_RS(64, "f16", "32", "33", "34", "35", "36", "37");
   } else if constexpr (N == 128 && kBFloat16) {
-    asm volatile(FLASHATTN_WGMMA_RS_TEXT("128", "bf16", FLASHATTN_WGMMA_D128_TEXT, "64", "65", "66", "67", "68", "69")
-                 : FLASHATTN_WGMMA_F64(d, 0)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_RS(128, "bf16", "64", "65", "66", "67", "68", "69");
   } else if constexpr (N == 128) {
-    asm volatile(FLASHATTN_WGMMA_RS_TEXT("128", "f16", FLASHATTN_WGMMA_D128_TEXT, "64", "65", "66", "67", "68", "69")
-                 : FLASHATTN_WGMMA_F64(d, 0)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_RS(128, "f16", "64", "65", "66", "67", "68", "69");
   } else if constexpr (kBFloat16) {
-    asm volatile(
-        FLASHATTN_WGMMA_RS_TEXT("256", "bf16", FLASHATTN_WGMMA_D256_TEXT, "128", "129", "130", "131", "132", "133")
-        : FLASHATTN_WGMMA_F128(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_RS(256, "bf16", "128", "129", "130", "131", "132", "133");
   } else {
-    asm volatile(
-        FLASHATTN_WGMMA_RS_TEXT("256", "f16", FLASHATTN_WGMMA_D256_TEXT, "128", "129", "130", "131", "132", "133")
-        : FLASHATTN_WGMMA_F128(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "r"(accumulate));
+    FLASHATTN_WGMMA_RS(256, "f16", "128", "129", "130", "131", "132", "133");
   }
 }
 
+#undef FLASHATTN_WGMMA_RS
+#undef FLASHATTN_WGMMA_SS
 #undef FLASHATTN_WGMMA_RS_TEXT
 #undef FLASHATTN_WGMMA_SS_TEXT
-#undef FLASHATTN_WGMMA_D256_TEXT
-#undef FLASHATTN_WGMMA_D128_TEXT
 #undef FLASHATTN_WGMMA_D64_TEXT
-#undef FLASHATTN_WGMMA_F128
+#undef FLASHATTN_WGMMA_D80_TEXT
+#undef FLASHATTN_WGMMA_D128_TEXT
+#undef FLASHATTN_WGMMA_D192_TEXT
+#undef FLASHATTN_WGMMA_D256_TEXT
+#undef FLASHATTN_WGMMA_OPERANDS_64
+#undef FLASHATTN_WGMMA_OPERANDS_80
+#undef FLASHATTN_WGMMA_OPERANDS_128
+#undef FLASHATTN_WGMMA_OPERANDS_192
+#undef FLASHATTN_WGMMA_OPERANDS_256
 #undef FLASHATTN_WGMMA_F64
 #undef FLASHATTN_WGMMA_F32
 #undef FLASHATTN_WGMMA_F8

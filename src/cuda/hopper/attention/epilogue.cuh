@@ -1,7 +1,7 @@
 // A consumer warpgroup's epilogue: its 64 rows of O, normalised and rounded to the input type, go into its
-// rows of Q's panels (Q K^T has finished reading them) in the 128-byte swizzle the O tensor map expects, and
-// leave through the copy engine, which clips rows past the sequence. The LSE goes straight from registers.
-// Q's panels are handed back to the producer once the copy engine has read them.
+// output boxes (shape.cuh: its own buffer, or its rows of Q's panels) in the 128-byte swizzle the O tensor map
+// expects, and leave through the copy engine, which clips rows past the sequence. The LSE goes straight from
+// registers.
 #pragma once
 
 #include "cuda/device/ptx.cuh"
@@ -36,17 +36,20 @@ __device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem
     }
   }
 
-  unsigned char* const rows = smem.q() + consumer * Shape::kConsumerRowBytes;
+  // With its own buffer, the previous tile's output copies must have read it before it is written again.
+  if constexpr (Shape::kOwnOutputBuffer) {
+    if (thread == 0) tma_store_wait_read<0>();
+    named_barrier_sync(epilogue_barrier(consumer), kWarpgroupThreads);
+  }
 #pragma unroll
   for (int fragment = 0; fragment < Shape::kHeadDim / 8; ++fragment) {
-    const int panel = fragment / kChunksPerRow;
     const int chunk = fragment % kChunksPerRow;
+    unsigned char* const box = smem.output_box(consumer, fragment / kChunksPerRow);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = warp_row + 8 * half;
       const int swizzled_chunk = chunk ^ (row % kRowsPerSwizzleAtom);
-      unsigned char* destination = rows + panel * Shape::kQPanelBytes + row * kSwizzle128RowBytes +
-                                   swizzled_chunk * kChunkBytes + (lane % 4) * 4;
+      unsigned char* destination = box + row * kSwizzle128RowBytes + swizzled_chunk * kChunkBytes + (lane % 4) * 4;
       *reinterpret_cast<std::uint32_t*>(destination) = device::pack_pair<T>(
           o.c[0][fragment][2 * half] * inverse_sum[0][half], o.c[0][fragment][2 * half + 1] * inverse_sum[0][half]);
     }
@@ -57,13 +60,16 @@ __device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem
     if (row_begin < work.seq.seqlen_q) {
 #pragma unroll
       for (int panel = 0; panel < Shape::kPanels; ++panel) {
-        tma_store_4d(&p.o_map, rows + panel * Shape::kQPanelBytes, panel * Shape::kPanelColumns, row_begin,
+        tma_store_4d(&p.o_map, smem.output_box(consumer, panel), panel * Shape::kPanelColumns, row_begin,
                      work.tile.head, work.tile.batch);
       }
       tma_store_commit_group();
-      tma_store_wait_read<0>();
     }
-    mbarrier_arrive(smem.q_empty());
+    if constexpr (!Shape::kOwnOutputBuffer) {
+      // The output went through Q's panels: they take the next Q once the copies have read them.
+      tma_store_wait_read<0>();
+      mbarrier_arrive(smem.q_empty(0));
+    }
   }
 }
 

@@ -4,8 +4,9 @@
 // needs them, the online softmax in registers (the portable kernels' OnlineSoftmax: wgmma's accumulator per
 // warp is the m16n8 layout), then O += P V_j with P straight from registers. With `overlap` the products of
 // the next key tile's S and this one's P V are in flight while the softmax runs: the softmax of S_{j+1}
-// waits only for S_{j+1}, and O is rescaled once P_j V_j has landed. With `ping_pong` the two consumers take
-// turns to issue their products (a named barrier each), so one's softmax runs under the other's products.
+// waits only for S_{j+1}, and O is rescaled once P_j V_j has landed; the next work tile's first Q K^T goes out
+// with this one's last P V, and this one's output is written while it runs. With `ping_pong` the two consumers
+// take turns to issue their products (a named barrier each), so one's softmax runs under the other's products.
 #pragma once
 
 #include <math_constants.h>
@@ -28,6 +29,8 @@ class AttentionConsumer {
   static constexpr int kPSteps = Shape::kBlockN / kWgmmaK;
   static constexpr bool kOverlap = Shape::kTile.overlap;
   static constexpr bool kPingPong = Shape::kTile.ping_pong && Shape::kConsumers == 2;
+  // The next work tile's first Q K^T goes out with this one's last P V when its Q has a buffer of its own.
+  static constexpr bool kAcrossTiles = kOverlap && Shape::kQStages == 2;
   static constexpr std::uint32_t kPingPongThreads = 2 * kWarpgroupThreads;
 
  public:
@@ -40,9 +43,56 @@ class AttentionConsumer {
   __device__ __forceinline__ void run(const TileScheduler& scheduler) {
     // Consumer 0 issues first; every turn then hands over to the other consumer.
     if (kPingPong && consumer_ == 1) named_barrier_arrive(ping_pong_barrier(0), kPingPongThreads);
-    for (int index = scheduler.first(); scheduler.valid(index); index = scheduler.next(index)) {
-      const TileWork work = describe<Shape::kBlockM, Shape::kBlockN>(p_.attention, scheduler.at(index));
-      attend(work);
+    auto cursor = scheduler.first();
+    if (scheduler.valid(cursor)) open_tile(scheduler.at(cursor));
+    bool first_scores_landed = false;  // the tile's first Q K^T came with the previous tile's last P V
+    while (scheduler.valid(cursor)) {
+      const int key_tiles = tile_.work.key_tiles();
+      if (key_tiles > 0) {
+        if constexpr (kOverlap) {
+          if (!first_scores_landed) {
+            begin_turn();
+            issue_scores(tile_.q_stage);
+            end_turn();
+            wait_scores<0>();
+          }
+          overlapped_key_tiles();
+        } else {
+          serial_key_tiles();
+        }
+      }
+      // Every Q K^T of the tile has completed: with its own output buffer, Q's panels can take another Q.
+      if (Shape::kOwnOutputBuffer && lane_ == 0) mbarrier_arrive(smem_.q_empty(tile_.q_stage));
+      const auto next = scheduler.next(cursor);
+      first_scores_landed = false;
+      if (kAcrossTiles && key_tiles > 0 && scheduler.valid(next)) {
+        const TileState following = tile_state(scheduler.at(next));
+        if (following.work.key_tiles() > 0) {
+          // This tile's last P V and the next one's first Q K^T; the output goes while the latter runs.
+          begin_turn();
+          issue_output();
+          issue_scores(following.q_stage);
+          end_turn();
+          wait_output<1>();
+          close_tile();
+          tile_ = following;
+          reset_accumulators();
+          wait_scores<0>();
+          first_scores_landed = true;
+        } else {
+          last_output();
+          close_tile();
+          tile_ = following;
+          reset_accumulators();
+        }
+        cursor = next;
+        continue;
+      }
+      if (kOverlap && key_tiles > 0) last_output();
+      close_tile();
+      cursor = next;
+      // (With one Q buffer, the epilogue has just handed it back: only now can its next Q be waited for.)
+      if (scheduler.valid(cursor)) open_tile(scheduler.at(cursor));
     }
     // Consumer 1's last hand-over is still pending on consumer 0's barrier: take it, so that none is left.
     if (kPingPong && consumer_ == 0) named_barrier_sync(ping_pong_barrier(0), kPingPongThreads);
@@ -54,85 +104,105 @@ class AttentionConsumer {
   using ScoreTile = device::Accumulator<1, kNTiles>;
   using OutputTile = device::Accumulator<1, kDTiles>;
 
+  // What the consumer keeps of the work tile whose scores it is turning into probabilities.
+  struct TileState {
+    TileWork work;
+    int q_stage;
+    int row_begin;  // this consumer's rows [row_begin, row_end) of the sequence
+    int row_end;
+    int warp_row0;
+    device::ScoreMod mod;
+    bool modify;
+    float softmax_scale;
+  };
+
   template <int kTiles>
   static __device__ __forceinline__ float (&flat(device::Accumulator<1, kTiles>& tile))[kTiles * 4] {
     return reinterpret_cast<float(&)[kTiles * 4]>(tile.c);
   }
 
-  __device__ __forceinline__ void attend(const TileWork& work) {
+  // The tile's rows, score modifiers and Q buffer; waits until its Q has landed.
+  __device__ __forceinline__ TileState tile_state(const WorkTile& tile) {
     const ForwardParams& a = p_.attention;
-    row_begin_ = work.m0 + consumer_ * kWgmmaM;
-    row_end_ = min(row_begin_ + kWgmmaM, work.seq.seqlen_q);
-    warp_row0_ = row_begin_ + (static_cast<int>(threadIdx.x) % kWarpgroupThreads) / kWarpSize * 16;
-    mod_.scale = a.scale;
-    mod_.softcap = a.softcap;
-    mod_.slope =
-        a.alibi_slopes == nullptr ? 0.0f : a.alibi_slopes[work.tile.batch * a.alibi_batch_stride + work.tile.head];
-    mod_.offset = work.mask.offset;
+    TileState t;
+    t.work = describe<Shape::kBlockM, Shape::kBlockN>(a, tile);
+    t.row_begin = t.work.m0 + consumer_ * kWgmmaM;
+    t.row_end = min(t.row_begin + kWgmmaM, t.work.seq.seqlen_q);
+    t.warp_row0 = t.row_begin + (static_cast<int>(threadIdx.x) % kWarpgroupThreads) / kWarpSize * 16;
+    t.mod.scale = a.scale;
+    t.mod.softcap = a.softcap;
+    t.mod.slope = a.alibi_slopes == nullptr ? 0.0f : a.alibi_slopes[tile.batch * a.alibi_batch_stride + tile.head];
+    t.mod.offset = t.work.mask.offset;
     // As the portable kernel: plain scores stay raw and exp2 folds in scale * log2(e); modified ones (and a
     // non-positive scale, which would turn the maximum around) are converted to log2 units first.
-    modify_ = !mod_.plain() || !(a.scale > 0.0f);
-    softmax_scale_ = modify_ ? 1.0f : a.scale_log2;
+    t.modify = !t.mod.plain() || !(a.scale > 0.0f);
+    t.softmax_scale = t.modify ? 1.0f : a.scale_log2;
+    t.q_stage = q_read_.stage;
+    mbarrier_wait(smem_.q_full(q_read_.stage), q_read_.phase);
+    q_read_.advance();
+    return t;
+  }
 
-    mbarrier_wait(smem_.q_full(), q_phase_);
-    q_phase_ ^= 1u;
+  __device__ __forceinline__ void open_tile(const WorkTile& tile) {
+    tile_ = tile_state(tile);
+    reset_accumulators();
+  }
+
+  __device__ __forceinline__ void reset_accumulators() {
     o_.zero();
     softmax_.init();
-    if (work.key_tiles() > 0) {
-      if constexpr (kOverlap) {
-        overlapped_key_tiles(work);
-      } else {
-        serial_key_tiles(work);
-      }
-    }
+  }
+
+  __device__ __forceinline__ void close_tile() {
     float inverse_sum[1][2];
     float lse[1][2];
-    softmax_.finish(inverse_sum, lse, softmax_scale_);
-    store_output<Shape>(smem_, p_, work, consumer_, o_, inverse_sum, lse);
+    softmax_.finish(inverse_sum, lse, tile_.softmax_scale);
+    store_output<Shape>(smem_, p_, tile_.work, consumer_, o_, inverse_sum, lse);
   }
 
-  // S_j, softmax_j, P_j V_j one after the other.
-  __device__ __forceinline__ void serial_key_tiles(const TileWork& work) {
-    for (int key_tile = work.key_tile_begin; key_tile < work.key_tile_end; ++key_tile) {
-      begin_turn();
-      issue_scores();
-      end_turn();
-      wait_scores<0>();
-      float correction[1][2];
-      to_probabilities(work, key_tile, correction);
-      softmax_.rescale(o_, correction);
-      to_fragments();
-      begin_turn();
-      issue_output();
-      end_turn();
-      wait_output();
-    }
-  }
-
-  // S_{j+1} and P_j V_j in flight together; the softmax of S_{j+1} runs while P_j V_j does.
-  __device__ __forceinline__ void overlapped_key_tiles(const TileWork& work) {
-    float correction[1][2];
-    begin_turn();
-    issue_scores();
-    end_turn();
-    wait_scores<0>();
-    to_probabilities(work, work.key_tile_begin, correction);  // O is zero: nothing to rescale
-    to_fragments();
-    for (int key_tile = work.key_tile_begin + 1; key_tile < work.key_tile_end; ++key_tile) {
-      begin_turn();
-      issue_scores();
-      issue_output();
-      end_turn();
-      wait_scores<1>();
-      to_probabilities(work, key_tile, correction);
-      wait_output();
-      softmax_.rescale(o_, correction);
-      to_fragments();
-    }
+  // The last P V of the tile, on its own.
+  __device__ __forceinline__ void last_output() {
     begin_turn();
     issue_output();
     end_turn();
-    wait_output();
+    wait_output<0>();
+  }
+
+  // S_j, softmax_j, P_j V_j one after the other.
+  __device__ __forceinline__ void serial_key_tiles() {
+    for (int key_tile = tile_.work.key_tile_begin; key_tile < tile_.work.key_tile_end; ++key_tile) {
+      begin_turn();
+      issue_scores(tile_.q_stage);
+      end_turn();
+      wait_scores<0>();
+      float correction[1][2];
+      to_probabilities(key_tile, correction);
+      softmax_.rescale(o_, correction);
+      to_fragments();
+      begin_turn();
+      issue_output();
+      end_turn();
+      wait_output<0>();
+    }
+  }
+
+  // With S_first landed: S_{j+1} and P_j V_j in flight together, the softmax of S_{j+1} running while P_j V_j
+  // does. Ends with the last P in registers and its P V not yet issued.
+  __device__ __forceinline__ void overlapped_key_tiles() {
+    float correction[1][2];
+    to_probabilities(tile_.work.key_tile_begin, correction);  // O is zero: nothing to rescale
+    to_fragments();
+    for (int key_tile = tile_.work.key_tile_begin + 1; key_tile < tile_.work.key_tile_end; ++key_tile) {
+      begin_turn();
+      issue_scores(tile_.q_stage);
+      issue_output();
+      end_turn();
+      wait_scores<1>();
+      to_probabilities(key_tile, correction);
+      wait_output<0>();
+      softmax_.rescale(o_, correction);
+      to_fragments();
+    }
   }
 
   __device__ __forceinline__ void begin_turn() {
@@ -142,10 +212,11 @@ class AttentionConsumer {
     if constexpr (kPingPong) named_barrier_arrive(ping_pong_barrier(1 - consumer_), kPingPongThreads);
   }
 
-  // S = Q K^T over the head dimension, 16 channels per wgmma; Q's rows of this consumer, K's stage k_read_.
-  __device__ __forceinline__ void issue_scores() {
+  // S = Q K^T over the head dimension, 16 channels per wgmma; this consumer's rows of Q's buffer `q_stage`,
+  // K's stage k_read_.
+  __device__ __forceinline__ void issue_scores(int q_stage) {
     mbarrier_wait(smem_.k_full(k_read_.stage), k_read_.phase);
-    const unsigned char* q_rows = smem_.q() + consumer_ * Shape::kConsumerRowBytes;
+    const unsigned char* q_rows = smem_.q(q_stage) + consumer_ * kWgmmaM * kSwizzle128RowBytes;
     const unsigned char* k_tile = smem_.k(k_read_.stage);
     wgmma_fence();
 #pragma unroll
@@ -184,23 +255,27 @@ class AttentionConsumer {
     k_read_.advance();
   }
 
-  // P V has landed: V's stage goes back to the producer, and O and P's registers are free again.
+  // P V has landed (at most `Pending` younger groups still run): V's stage goes back to the producer, and O
+  // and P's registers are free again.
+  template <int Pending>
   __device__ __forceinline__ void wait_output() {
-    wgmma_wait_group<0>();
+    wgmma_wait_group<Pending>();
     pin_accumulators(flat(o_));
     pin_fragments(p_fragments_);
     if (lane_ == 0) mbarrier_arrive(smem_.v_empty(v_read_.stage));
     v_read_.advance();
   }
 
-  __device__ __forceinline__ void to_probabilities(const TileWork& work, int key_tile, float (&correction)[1][2]) {
+  __device__ __forceinline__ void to_probabilities(int key_tile, float (&correction)[1][2]) {
     const int key0 = key_tile * Shape::kBlockN;
-    if (modify_) {
-      device::mask_and_modify<true>(s_, work.mask, mod_, warp_row0_, key0, lane_);
-    } else if (row_begin_ < row_end_ && work.mask.tile_needs_mask(row_begin_, row_end_, key0, key0 + Shape::kBlockN)) {
-      device::mask_and_modify<false>(s_, work.mask, mod_, warp_row0_, key0, lane_);
+    const TileWork& work = tile_.work;
+    if (tile_.modify) {
+      device::mask_and_modify<true>(s_, work.mask, tile_.mod, tile_.warp_row0, key0, lane_);
+    } else if (tile_.row_begin < tile_.row_end &&
+               work.mask.tile_needs_mask(tile_.row_begin, tile_.row_end, key0, key0 + Shape::kBlockN)) {
+      device::mask_and_modify<false>(s_, work.mask, tile_.mod, tile_.warp_row0, key0, lane_);
     }
-    softmax_.to_probabilities(s_, softmax_scale_, correction);
+    softmax_.to_probabilities(s_, tile_.softmax_scale, correction);
   }
 
   // P in the input type, as the A fragments of the P V wgmma (16 keys each).
@@ -213,17 +288,11 @@ class AttentionConsumer {
   const HopperForwardParams& p_;
   const int consumer_;
   const int lane_;
+  PipelineState<Shape::kQStages> q_read_;
   PipelineState<Shape::kStages> k_read_;
   PipelineState<Shape::kStages> v_read_;
-  std::uint32_t q_phase_ = 0;
 
-  int row_begin_ = 0;
-  int row_end_ = 0;
-  int warp_row0_ = 0;
-  device::ScoreMod mod_;
-  bool modify_ = false;
-  float softmax_scale_ = 1.0f;
-
+  TileState tile_;
   ScoreTile s_;
   OutputTile o_;
   std::uint32_t p_fragments_[kPSteps][4];

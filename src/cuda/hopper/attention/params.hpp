@@ -9,14 +9,19 @@
 
 namespace flashattn::cuda::hopper {
 
-// The order of the (query tile, head, batch) work tiles: heads in groups whose K and V fit in L2 together,
-// inside a group the query tiles last first (under a causal mask they see the most keys), and every head of
-// the group for one query tile before the next tile, so that the blocks running at once share K and V.
+// The order of the (query tile, head, batch) work tiles, in units that the blocks take in turn (scheduler.cuh):
+// heads in groups whose K and V fit in L2 together, and inside a group every head of the group for one unit
+// before the next unit, so that the blocks running at once share K and V. A unit is one query tile, the last
+// ones first; or, where the query tiles see more keys the later they are (causal), the pair of query tiles
+// m_blocks - 1 - k and k, whose key counts add up to about the same for every k: the blocks' shares then come
+// out even (a round-robin of single tiles gave them 55 to 87 % balance on the causal benchmark shapes).
 struct TileOrder {
   int m_blocks = 0;         // query tiles of a sequence
   int heads = 0;            // (batch, head) pairs
   int heads_per_group = 1;  // pairs whose K and V are read at the same time
-  int tiles = 0;            // m_blocks x heads
+  bool paired = false;      // a unit is a pair of query tiles
+  int units_per_head = 0;   // m_blocks, or (m_blocks + 1) / 2 when paired
+  int units = 0;            // units_per_head x heads
 };
 
 struct HopperForwardParams {

@@ -1,7 +1,6 @@
 // The producer warpgroup's load loop: one thread has the copy engine fill Q once per work tile and K and V
 // tile after tile into their circular buffers, each copy completing on its stage's full barrier, each stage
-// refilled once the consumers have released it (empty barrier). K of a work tile's first key tile goes out
-// before its Q, which waits for the previous tile's output to leave Q's panels.
+// refilled once the consumers have released it (empty barrier).
 #pragma once
 
 #include <cuda.h>
@@ -22,32 +21,53 @@ class AttentionProducer {
     tma_prefetch_descriptor(&p_.q_map);
     tma_prefetch_descriptor(&p_.k_map);
     tma_prefetch_descriptor(&p_.v_map);
-    for (int index = scheduler.first(); scheduler.valid(index); index = scheduler.next(index)) {
-      const TileWork work = describe<Shape::kBlockM, Shape::kBlockN>(p_.attention, scheduler.at(index));
+    auto cursor = scheduler.first();
+    if (kQAhead && scheduler.valid(cursor)) load_q(scheduler.at(cursor));
+    for (; scheduler.valid(cursor); cursor = scheduler.next(cursor)) {
+      const TileWork work = describe<Shape::kBlockM, Shape::kBlockN>(p_.attention, scheduler.at(cursor));
       const int head_kv = work.tile.head / (p_.attention.heads_q / p_.attention.heads_kv);
       const int batch = work.tile.batch;
       const int begin = work.key_tile_begin;
-      if (work.key_tiles() > 0) load_kv(&p_.k_map, k_write_, true, begin, head_kv, batch);
-      load_q(work);
-      if (work.key_tiles() > 0) load_kv(&p_.v_map, v_write_, false, begin, head_kv, batch);
-      for (int key_tile = begin + 1; key_tile < work.key_tile_end; ++key_tile) {
-        load_kv(&p_.k_map, k_write_, true, key_tile, head_kv, batch);
-        load_kv(&p_.v_map, v_write_, false, key_tile, head_kv, batch);
+      if constexpr (kQAhead) {
+        // The next tile's Q goes out once this tile's first stages are on their way: its buffer frees when the
+        // previous tile's last Q K^T completes, about when those stages do, and it then has a whole tile's
+        // time to land.
+        const int early_end = min(work.key_tile_end, begin + Shape::kStages);
+        for (int key_tile = begin; key_tile < early_end; ++key_tile) load_key_tile(key_tile, head_kv, batch);
+        const auto next = scheduler.next(cursor);
+        if (scheduler.valid(next)) load_q(scheduler.at(next));
+        for (int key_tile = early_end; key_tile < work.key_tile_end; ++key_tile)
+          load_key_tile(key_tile, head_kv, batch);
+      } else {
+        // One Q buffer: it frees when the previous tile's output has left through it.
+        if (work.key_tiles() > 0) load_kv(&p_.k_map, k_write_, true, begin, head_kv, batch);
+        load_q(scheduler.at(cursor));
+        if (work.key_tiles() > 0) load_kv(&p_.v_map, v_write_, false, begin, head_kv, batch);
+        for (int key_tile = begin + 1; key_tile < work.key_tile_end; ++key_tile)
+          load_key_tile(key_tile, head_kv, batch);
       }
     }
   }
 
  private:
-  __device__ __forceinline__ void load_q(const TileWork& work) {
-    mbarrier_wait(smem_.q_empty(), q_phase_ ^ 1u);
-    std::uint64_t* full = smem_.q_full();
+  // With two Q buffers Q is loaded a tile ahead.
+  static constexpr bool kQAhead = Shape::kQStages == 2;
+
+  __device__ __forceinline__ void load_key_tile(int key_tile, int head_kv, int batch) {
+    load_kv(&p_.k_map, k_write_, true, key_tile, head_kv, batch);
+    load_kv(&p_.v_map, v_write_, false, key_tile, head_kv, batch);
+  }
+
+  __device__ __forceinline__ void load_q(const WorkTile& tile) {
+    mbarrier_wait(smem_.q_empty(q_write_.stage), q_write_.phase ^ 1u);
+    std::uint64_t* full = smem_.q_full(q_write_.stage);
     mbarrier_arrive_expect_tx(full, Shape::kQBytes);
 #pragma unroll
     for (int panel = 0; panel < Shape::kPanels; ++panel) {
-      tma_load_4d(smem_.q() + panel * Shape::kQPanelBytes, &p_.q_map, full, panel * Shape::kPanelColumns, work.m0,
-                  work.tile.head, work.tile.batch);
+      tma_load_4d(smem_.q(q_write_.stage) + panel * Shape::kQPanelBytes, &p_.q_map, full, panel * Shape::kPanelColumns,
+                  tile.m_block * Shape::kBlockM, tile.head, tile.batch);
     }
-    q_phase_ ^= 1u;
+    q_write_.advance();
   }
 
   __device__ __forceinline__ void load_kv(const CUtensorMap* map, PipelineState<Shape::kStages>& write, bool keys,
@@ -68,7 +88,7 @@ class AttentionProducer {
   const HopperForwardParams& p_;
   PipelineState<Shape::kStages> k_write_;
   PipelineState<Shape::kStages> v_write_;
-  std::uint32_t q_phase_ = 0;
+  PipelineState<Shape::kQStages> q_write_;
 };
 
 }  // namespace flashattn::cuda::hopper

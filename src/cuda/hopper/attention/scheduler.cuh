@@ -1,6 +1,6 @@
-// The persistent tile scheduler: a grid of at most one block per multiprocessor walks the work tiles in
-// TileOrder (params.hpp), block b taking tiles b, b + gridDim.x, ... . Under a causal mask the first tiles of a
-// group are its longest, so the blocks start on the long ones and the short ones fill the end.
+// The persistent tile scheduler: a grid of at most one block per multiprocessor walks the units of TileOrder
+// (params.hpp), block b taking units b, b + gridDim.x, ... and each unit's one or two work tiles in turn. The
+// producer and the consumers walk the same sequence, each with its own cursor.
 #pragma once
 
 #include "cuda/device/sequence.cuh"
@@ -18,18 +18,42 @@ struct TileScheduler {
   TileOrder order;
   int heads_q;
 
-  __device__ __forceinline__ int first() const { return static_cast<int>(blockIdx.x); }
-  __device__ __forceinline__ int next(int tile) const { return tile + static_cast<int>(gridDim.x); }
-  __device__ __forceinline__ bool valid(int tile) const { return tile < order.tiles; }
+  // A position in the walk: a unit and which of its tiles.
+  struct Cursor {
+    int unit;
+    int second;  // 0: the unit's first (longer) tile, 1: its second
+  };
 
-  __device__ __forceinline__ WorkTile at(int tile) const {
-    const int group_tiles = order.heads_per_group * order.m_blocks;
-    const int group = tile / group_tiles;
-    const int in_group = tile - group * group_tiles;
+  __device__ __forceinline__ Cursor first() const { return {static_cast<int>(blockIdx.x), 0}; }
+  __device__ __forceinline__ bool valid(const Cursor& cursor) const { return cursor.unit < order.units; }
+
+  __device__ __forceinline__ Cursor next(const Cursor& cursor) const {
+    if (cursor.second == 0 && order.paired) {
+      const int k = unit_step(cursor.unit);
+      if (k != order.m_blocks - 1 - k) return {cursor.unit, 1};
+    }
+    return {cursor.unit + static_cast<int>(gridDim.x), 0};
+  }
+
+  __device__ __forceinline__ WorkTile at(const Cursor& cursor) const {
+    const int group_units = order.heads_per_group * order.units_per_head;
+    const int group = cursor.unit / group_units;
+    const int in_group = cursor.unit - group * group_units;
     const int first_head = group * order.heads_per_group;
     const int group_heads = min(order.heads_per_group, order.heads - first_head);
     const int pair = first_head + in_group % group_heads;
-    return {order.m_blocks - 1 - in_group / group_heads, pair % heads_q, pair / heads_q};
+    const int k = in_group / group_heads;
+    const int m_block = cursor.second == 0 ? order.m_blocks - 1 - k : k;
+    return {m_block, pair % heads_q, pair / heads_q};
+  }
+
+ private:
+  // The unit's index among its head's units.
+  __device__ __forceinline__ int unit_step(int unit) const {
+    const int group_units = order.heads_per_group * order.units_per_head;
+    const int group = unit / group_units;
+    const int group_heads = min(order.heads_per_group, order.heads - group * order.heads_per_group);
+    return (unit - group * group_units) / group_heads;
   }
 };
 

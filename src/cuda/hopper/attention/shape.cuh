@@ -18,6 +18,9 @@
 
 namespace flashattn::cuda::hopper {
 
+// Consumer warpgroups a block may have: the named barriers (NamedBarrier) give each its own.
+inline constexpr int kMaxConsumers = 3;
+
 template <class T, int kHeadDim_>
 struct AttentionShape {
   using Element = T;
@@ -39,38 +42,50 @@ struct AttentionShape {
   static constexpr int kKvPanelBytes = kBlockN * static_cast<int>(kSwizzle128RowBytes);
   static constexpr int kQBytes = kPanels * kQPanelBytes;    // what the Q barrier waits for
   static constexpr int kKvBytes = kPanels * kKvPanelBytes;  // one K or V stage
-  // O leaves through Q's panels (each consumer its own 64 rows, once its products have read them), in boxes
-  // of 64 rows x 64 channels.
-  static constexpr int kConsumerRowBytes = kWgmmaM * static_cast<int>(kSwizzle128RowBytes);
+  // O leaves in boxes of 64 rows x 64 channels, each consumer its own rows. Where shared memory allows, through
+  // its own buffer, and Q in two buffers: the next work tile's Q then loads during this one, the consumers
+  // issue the next tile's first Q K^T with this one's last P V and write this one's output while it runs
+  // (mainloop.cuh), and the output copies overlap the next tile's products. Otherwise O goes through the
+  // consumer's rows of Q's one buffer, once its Q K^T products have read them, and Q waits for the copies.
+  static constexpr int kOutputBoxBytes = kWgmmaM * static_cast<int>(kSwizzle128RowBytes);
+  static constexpr int kOutputBytes = kConsumers * kPanels * kOutputBoxBytes;
   static constexpr int kBarrierBytes = sizeof(std::uint64_t);
+  static constexpr int kMaxBlockSharedBytes = 227 * 1024;
+  static constexpr int kReservedBytes = static_cast<int>(kSwizzle128AtomBytes) + 256;  // alignment, barriers
+  static constexpr bool kOwnOutputBuffer =
+      2 * kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kReservedBytes <= kMaxBlockSharedBytes;
+  static constexpr int kQStages = kOwnOutputBuffer ? 2 : 1;
 
   // Byte offsets from the 1024-byte aligned start of dynamic shared memory.
   static constexpr int kQOffset = 0;
-  static constexpr int kKOffset = kQOffset + kQBytes;
+  static constexpr int kKOffset = kQOffset + kQStages * kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKvBytes;
-  static constexpr int kBarrierOffset = kVOffset + kStages * kKvBytes;
-  // q_full, q_empty, then k_full, k_empty, v_full, v_empty per stage.
-  static constexpr int kBarrierCount = 2 + 4 * kStages;
+  static constexpr int kOutputOffset = kVOffset + kStages * kKvBytes;
+  static constexpr int kBarrierOffset = kOutputOffset + (kOwnOutputBuffer ? kOutputBytes : 0);
+  // q_full and q_empty per Q stage, then k_full, k_empty, v_full, v_empty per K / V stage.
+  static constexpr int kBarrierCount = 2 * kQStages + 4 * kStages;
   static constexpr int kUsedBytes = kBarrierOffset + kBarrierCount * kBarrierBytes;
   // Dynamic shared memory is only guaranteed 16-byte alignment; the slack lets the kernel round up.
   static constexpr int kAllocationBytes = kUsedBytes + static_cast<int>(kSwizzle128AtomBytes);
 
+  static_assert(kConsumers <= kMaxConsumers, "at most three consumer warpgroups (named barriers)");
   static_assert(kHeadDim % kPanelColumns == 0, "the head dimension must be whole 64-channel panels");
   static_assert(kBlockM % kWgmmaM == 0 && kBlockN % kWgmmaK == 0, "tiles must be whole wgmma shapes");
-  static_assert(kBlockN == 64 || kBlockN == 128 || kBlockN == 256, "Q K^T is one wgmma N of 64, 128 or 256");
+  static_assert(kBlockN == 64 || kBlockN == 80 || kBlockN == 128 || kBlockN == 192 || kBlockN == 256,
+                "Q K^T is one wgmma N of 64, 80, 128, 192 or 256");
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "P V is one wgmma N of 64, 128 or 256");
   static_assert(kQPanelBytes % kSwizzle128AtomBytes == 0 && kKvPanelBytes % kSwizzle128AtomBytes == 0,
                 "every swizzled panel must start on a 1024-byte boundary");
   static_assert(kProducerRegisters + kConsumers * kConsumerRegisters <= kRegistersPerMultiprocessor / kWarpgroupThreads,
                 "the register budgets exceed the multiprocessor's register file");
-  static_assert(kAllocationBytes <= 227 * 1024, "shared memory above the 227 KiB a block may have");
+  static_assert(kAllocationBytes <= kMaxBlockSharedBytes, "shared memory above the 227 KiB a block may have");
 };
 
 // Hardware barriers other than __syncthreads' 0: one per consumer for its epilogue, one per consumer for its
 // turn to issue products (ping-pong).
 enum class NamedBarrier : std::uint32_t {
   kEpilogue0 = 1,
-  kPingPong0 = kEpilogue0 + 2,
+  kPingPong0 = kEpilogue0 + static_cast<std::uint32_t>(kMaxConsumers),
 };
 
 __device__ __forceinline__ std::uint32_t epilogue_barrier(int consumer) {
@@ -85,7 +100,9 @@ template <class Shape>
 struct AttentionStorage {
   unsigned char* base;
 
-  __device__ __forceinline__ unsigned char* q() const { return base + Shape::kQOffset; }
+  __device__ __forceinline__ unsigned char* q(int stage) const {
+    return base + Shape::kQOffset + stage * Shape::kQBytes;
+  }
   __device__ __forceinline__ unsigned char* k(int stage) const {
     return base + Shape::kKOffset + stage * Shape::kKvBytes;
   }
@@ -93,22 +110,37 @@ struct AttentionStorage {
     return base + Shape::kVOffset + stage * Shape::kKvBytes;
   }
 
+  // The box of O (64 rows x 64 channels) that consumer `consumer` writes channels of `panel` into.
+  __device__ __forceinline__ unsigned char* output_box(int consumer, int panel) const {
+    if constexpr (Shape::kOwnOutputBuffer) {
+      return base + Shape::kOutputOffset + (consumer * Shape::kPanels + panel) * Shape::kOutputBoxBytes;
+    } else {
+      return q(0) + panel * Shape::kQPanelBytes + consumer * Shape::kOutputBoxBytes;
+    }
+  }
+
   __device__ __forceinline__ std::uint64_t* barrier(int index) const {
     return reinterpret_cast<std::uint64_t*>(base + Shape::kBarrierOffset) + index;
   }
-  __device__ __forceinline__ std::uint64_t* q_full() const { return barrier(0); }
-  __device__ __forceinline__ std::uint64_t* q_empty() const { return barrier(1); }
-  __device__ __forceinline__ std::uint64_t* k_full(int stage) const { return barrier(2 + stage); }
-  __device__ __forceinline__ std::uint64_t* k_empty(int stage) const { return barrier(2 + Shape::kStages + stage); }
-  __device__ __forceinline__ std::uint64_t* v_full(int stage) const { return barrier(2 + 2 * Shape::kStages + stage); }
-  __device__ __forceinline__ std::uint64_t* v_empty(int stage) const { return barrier(2 + 3 * Shape::kStages + stage); }
+  __device__ __forceinline__ std::uint64_t* q_full(int stage) const { return barrier(stage); }
+  __device__ __forceinline__ std::uint64_t* q_empty(int stage) const { return barrier(Shape::kQStages + stage); }
+  __device__ __forceinline__ std::uint64_t* kv_barrier(int kind, int stage) const {
+    return barrier(2 * Shape::kQStages + kind * Shape::kStages + stage);
+  }
+  __device__ __forceinline__ std::uint64_t* k_full(int stage) const { return kv_barrier(0, stage); }
+  __device__ __forceinline__ std::uint64_t* k_empty(int stage) const { return kv_barrier(1, stage); }
+  __device__ __forceinline__ std::uint64_t* v_full(int stage) const { return kv_barrier(2, stage); }
+  __device__ __forceinline__ std::uint64_t* v_empty(int stage) const { return kv_barrier(3, stage); }
 
   // One thread, before the block barrier that publishes them: full barriers complete on the producer's
-  // expect_tx arrival and the copies' bytes; Q is released by one thread per consumer warpgroup, K and V
-  // stages by lane 0 of every consumer warp.
+  // expect_tx arrival and the copies' bytes; K and V stages are released by lane 0 of every consumer warp, and
+  // so is Q with its own output buffer (without it, by one thread per consumer once its output copies have
+  // read Q's panels).
   __device__ __forceinline__ void init_barriers() const {
-    mbarrier_init(q_full(), 1);
-    mbarrier_init(q_empty(), Shape::kConsumers);
+    for (int stage = 0; stage < Shape::kQStages; ++stage) {
+      mbarrier_init(q_full(stage), 1);
+      mbarrier_init(q_empty(stage), Shape::kOwnOutputBuffer ? Shape::kConsumerWarps : Shape::kConsumers);
+    }
     for (int stage = 0; stage < Shape::kStages; ++stage) {
       mbarrier_init(k_full(stage), 1);
       mbarrier_init(k_empty(stage), Shape::kConsumerWarps);
