@@ -83,7 +83,8 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim) {
   // seqlen = 16k, forward TFLOP/s at seqlen 1k / 2k / 4k / 16k, non-causal), 2026-11-26:
   //   d = 64:  128 x 128, 3 stages 385 / 422 / 442 / 454; 192 x 80 (three consumers at 160 registers, no
   //            ping-pong) 365 / 425 / 452 / 497 (same call: a partial last query tile of 192 rows costs at short
-  //            lengths); 128 x 192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes).
+  //            lengths); 128 x 192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes; the n192
+  //            wgmma is gone with it).
   //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
   //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
   //            4k / 16k; without `ping_pong` within 1 % (same call).

@@ -119,7 +119,6 @@ __device__ __forceinline__ void pin_fragments(std::uint32_t (&fragments)[Count][
 #define FLASHATTN_WGMMA_OPERANDS_64(d) FLASHATTN_WGMMA_F32(d, 0)
 #define FLASHATTN_WGMMA_OPERANDS_80(d) FLASHATTN_WGMMA_F32(d, 0), FLASHATTN_WGMMA_F8(d, 32)
 #define FLASHATTN_WGMMA_OPERANDS_128(d) FLASHATTN_WGMMA_F64(d, 0)
-#define FLASHATTN_WGMMA_OPERANDS_192(d) FLASHATTN_WGMMA_F64(d, 0), FLASHATTN_WGMMA_F32(d, 64)
 #define FLASHATTN_WGMMA_OPERANDS_256(d) FLASHATTN_WGMMA_F64(d, 0), FLASHATTN_WGMMA_F64(d, 64)
 
 #define FLASHATTN_WGMMA_D64_TEXT                                                                          \
@@ -133,12 +132,6 @@ __device__ __forceinline__ void pin_fragments(std::uint32_t (&fragments)[Count][
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
   "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "  \
   "%62, %63}"
-#define FLASHATTN_WGMMA_D192_TEXT                                                                         \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
-  "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
-  "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "  \
-  "%62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, "  \
-  "%82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}"
 #define FLASHATTN_WGMMA_D256_TEXT                                                                         \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
@@ -175,12 +168,11 @@ template <class T>
 inline constexpr bool kIsWgmmaType = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
 
 // D = A * B (+ D when `accumulate`), 64 x N x 16, both operands K-major in shared memory.
-// N is 64, 80, 128, 192 or 256; T is __nv_bfloat16 or __half.
+// N is 64, 80, 128 or 256; T is __nv_bfloat16 or __half.
 template <int N, class T>
 __device__ __forceinline__ void wgmma_m64k16_ss(float (&d)[N / 2], std::uint64_t descriptor_a,
                                                 std::uint64_t descriptor_b, bool accumulate_flag) {
-  static_assert(N == 64 || N == 80 || N == 128 || N == 192 || N == 256,
-                "wgmma_m64k16_ss: N must be 64, 80, 128, 192 or 256");
+  static_assert(N == 64 || N == 80 || N == 128 || N == 256, "wgmma_m64k16_ss: N must be 64, 80, 128 or 256");
   static_assert(kIsWgmmaType<T>, "wgmma_m64k16_ss: T must be __nv_bfloat16 or __half");
   const std::uint32_t accumulate = accumulate_flag ? 1u : 0u;
   constexpr bool kBFloat16 = std::is_same_v<T, __nv_bfloat16>;
@@ -196,10 +188,6 @@ __device__ __forceinline__ void wgmma_m64k16_ss(float (&d)[N / 2], std::uint64_t
     FLASHATTN_WGMMA_SS(128, "bf16", "64", "65", "66");
   } else if constexpr (N == 128) {
     FLASHATTN_WGMMA_SS(128, "f16", "64", "65", "66");
-  } else if constexpr (N == 192 && kBFloat16) {
-    FLASHATTN_WGMMA_SS(192, "bf16", "96", "97", "98");
-  } else if constexpr (N == 192) {
-    FLASHATTN_WGMMA_SS(192, "f16", "96", "97", "98");
   } else if constexpr (kBFloat16) {
     FLASHATTN_WGMMA_SS(256, "bf16", "128", "129", "130");
   } else {
@@ -239,12 +227,10 @@ __device__ __forceinline__ void wgmma_m64k16_rs(float (&d)[N / 2], const std::ui
 #undef FLASHATTN_WGMMA_D64_TEXT
 #undef FLASHATTN_WGMMA_D80_TEXT
 #undef FLASHATTN_WGMMA_D128_TEXT
-#undef FLASHATTN_WGMMA_D192_TEXT
 #undef FLASHATTN_WGMMA_D256_TEXT
 #undef FLASHATTN_WGMMA_OPERANDS_64
 #undef FLASHATTN_WGMMA_OPERANDS_80
 #undef FLASHATTN_WGMMA_OPERANDS_128
-#undef FLASHATTN_WGMMA_OPERANDS_192
 #undef FLASHATTN_WGMMA_OPERANDS_256
 #undef FLASHATTN_WGMMA_F64
 #undef FLASHATTN_WGMMA_F32

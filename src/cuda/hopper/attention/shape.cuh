@@ -71,8 +71,8 @@ struct AttentionShape {
   static_assert(kConsumers <= kMaxConsumers, "at most three consumer warpgroups (named barriers)");
   static_assert(kHeadDim % kPanelColumns == 0, "the head dimension must be whole 64-channel panels");
   static_assert(kBlockM % kWgmmaM == 0 && kBlockN % kWgmmaK == 0, "tiles must be whole wgmma shapes");
-  static_assert(kBlockN == 64 || kBlockN == 80 || kBlockN == 128 || kBlockN == 192 || kBlockN == 256,
-                "Q K^T is one wgmma N of 64, 80, 128, 192 or 256");
+  static_assert(kBlockN == 64 || kBlockN == 80 || kBlockN == 128 || kBlockN == 256,
+                "Q K^T is one wgmma N of 64, 80, 128 or 256");
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "P V is one wgmma N of 64, 128 or 256");
   static_assert(kQPanelBytes % kSwizzle128AtomBytes == 0 && kKvPanelBytes % kSwizzle128AtomBytes == 0,
                 "every swizzled panel must start on a 1024-byte boundary");
