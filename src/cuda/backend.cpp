@@ -175,18 +175,23 @@ std::string hopper_forward_obstacle(const detail::Problem& p, const DeviceTraits
 template <class T>
 void hopper_forward_typed(int head_dim, const ForwardParams& p, int multiprocessors, cudaStream_t stream) {
 #if defined(FLASHATTN_CUDA_HOPPER)
+  const bool long_sequences = p.seqlen_q >= kHopperLongTileSeqlen;
   switch (head_dim) {
 #if defined(FLASHATTN_CUDA_HDIM_64)
     case 64:
-      return hopper::launch_hopper_forward<T, 64>(p, multiprocessors, stream);
+      static_assert(hopper_long_tile(64), "instances/forward_hopper_*_hdim64_m192.cu hold d = 64's long tile");
+      if (long_sequences) return hopper::launch_hopper_forward<T, 64, true>(p, multiprocessors, stream);
+      return hopper::launch_hopper_forward<T, 64, false>(p, multiprocessors, stream);
 #endif
 #if defined(FLASHATTN_CUDA_HDIM_128)
     case 128:
-      return hopper::launch_hopper_forward<T, 128>(p, multiprocessors, stream);
+      static_assert(!hopper_long_tile(128), "no long-sequence instance is compiled for d = 128");
+      return hopper::launch_hopper_forward<T, 128, false>(p, multiprocessors, stream);
 #endif
 #if defined(FLASHATTN_CUDA_HDIM_256)
     case 256:
-      return hopper::launch_hopper_forward<T, 256>(p, multiprocessors, stream);
+      static_assert(!hopper_long_tile(256), "no long-sequence instance is compiled for d = 256");
+      return hopper::launch_hopper_forward<T, 256, false>(p, multiprocessors, stream);
 #endif
     default:
       break;

@@ -26,8 +26,9 @@ template <class T>
 void launch_backward_dq_store(const BackwardParams& p, cudaStream_t stream);
 
 namespace hopper {
-// The Hopper forward (hopper/attention/kernel.cuh), built only with the sm_90a target (FLASHATTN_CUDA_HOPPER).
-template <class T, int kHeadDim>
+// The Hopper forward (hopper/attention/kernel.cuh), built only with the sm_90a target (FLASHATTN_CUDA_HOPPER);
+// kLongSequences selects the long-sequence tile where tiles.hpp has one (hopper_long_tile).
+template <class T, int kHeadDim, bool kLongSequences>
 void launch_hopper_forward(const ForwardParams& p, int multiprocessors, cudaStream_t stream);
 }  // namespace hopper
 

@@ -66,9 +66,13 @@ struct HopperForwardTile {
   bool ping_pong;
 };
 
-constexpr HopperForwardTile hopper_forward_tile(int head_dim) {
+// Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
+// (hopper_long_tile): its 192-row query tiles leave a partial last tile that costs at short lengths.
+inline constexpr int kHopperLongTileSeqlen = 8192;
+
+constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequences = false) {
 #if defined(FLASHATTN_DEV_HOPPER_N)
-  if (head_dim > 0) {
+  if (head_dim > 0 && !long_sequences) {
     HopperForwardTile tile{FLASHATTN_DEV_HOPPER_M, FLASHATTN_DEV_HOPPER_N, FLASHATTN_DEV_HOPPER_STAGES, 24,
                            FLASHATTN_DEV_HOPPER_M == 192 ? 160 : 240};
     tile.overlap = FLASHATTN_DEV_HOPPER_OVERLAP;
@@ -82,17 +86,24 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim) {
   // FLASHATTN_DEV_HOPPER_{M,N,STAGES,OVERLAP,PINGPONG} build a variant. Measured on an H100 (bf16, batch x
   // seqlen = 16k, forward TFLOP/s at seqlen 1k / 2k / 4k / 16k, non-causal), 2026-11-26:
   //   d = 64:  128 x 128, 3 stages 385 / 422 / 442 / 454; 192 x 80 (three consumers at 160 registers, no
-  //            ping-pong) 365 / 425 / 452 / 497 (same call: a partial last query tile of 192 rows costs at short
-  //            lengths); 128 x 192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes; the n192
-  //            wgmma is gone with it).
+  //            ping-pong: the long-sequence tile) 365 / 425 / 452 / 497 (same call: a partial last query tile
+  //            of 192 rows costs at short lengths); causal 284 / 350 / 402 / 449 against 243 / 317 / 389 / 460; 128 x
+  //            192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes; the n192 wgmma is gone with
+  //            it).
   //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
   //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
   //            4k / 16k; without `ping_pong` within 1 % (same call).
   //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
   //            read K and Q from shared memory as fast as it can deliver).
+  if (head_dim <= 64 && long_sequences) return {192, 80, 3, 24, 160, true, false};
   if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true};
   if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true};
   return {128, 80, 2, 24, 240, true, true};
+}
+
+// Whether a long-sequence tile different from the default one is compiled for `head_dim` (instances/*_m192.cu).
+constexpr bool hopper_long_tile(int head_dim) {
+  return hopper_forward_tile(head_dim, true).block_m != hopper_forward_tile(head_dim, false).block_m;
 }
 
 // Backward: a block owns block_n keys of one KV head and walks the query tiles (block_m rows) of every

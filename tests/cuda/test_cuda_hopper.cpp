@@ -126,6 +126,11 @@ std::vector<Config> hopper_grid() {
   c.layout = Layout::kPaddedAligned;
   c.softcap = 2.0f;
   configs.push_back(c);
+  // From 8192 queries d = 64 runs on the long-sequence tile: 192 rows, three consumer warpgroups.
+  configs.push_back(hopper_case(kBf16, 1, 8192, 600, 2, 1, 64));
+  c = hopper_case(kFp16, 1, 8200, 700, 2, 2, 48);  // bottom-right: the first 7500 rows see no key
+  c.causal = true;
+  configs.push_back(c);
   return configs;
 }
 

@@ -1,5 +1,5 @@
 // Hopper forward kernel instance (sm_90a): bf16, head_dim 256.
 #include "cuda/hopper/attention/kernel.cuh"
 
-template void flashattn::cuda::hopper::launch_hopper_forward<__nv_bfloat16, 256>(const ForwardParams&, int,
-                                                                                 cudaStream_t);
+template void flashattn::cuda::hopper::launch_hopper_forward<__nv_bfloat16, 256, false>(const ForwardParams&, int,
+                                                                                        cudaStream_t);

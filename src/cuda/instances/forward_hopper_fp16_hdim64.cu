@@ -1,4 +1,5 @@
 // Hopper forward kernel instance (sm_90a): fp16, head_dim 64.
 #include "cuda/hopper/attention/kernel.cuh"
 
-template void flashattn::cuda::hopper::launch_hopper_forward<__half, 64>(const ForwardParams&, int, cudaStream_t);
+template void flashattn::cuda::hopper::launch_hopper_forward<__half, 64, false>(const ForwardParams&, int,
+                                                                                cudaStream_t);

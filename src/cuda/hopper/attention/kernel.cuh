@@ -21,11 +21,11 @@
 
 namespace flashattn::cuda::hopper {
 
-template <class T, int kHeadDim>
-__global__ void __launch_bounds__(AttentionShape<T, kHeadDim>::kThreads, 1)
+template <class T, int kHeadDim, bool kLongSequences>
+__global__ void __launch_bounds__(AttentionShape<T, kHeadDim, kLongSequences>::kThreads, 1)
     hopper_forward_kernel(const __grid_constant__ HopperForwardParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Shape = AttentionShape<T, kHeadDim>;
+  using Shape = AttentionShape<T, kHeadDim, kLongSequences>;
   extern __shared__ unsigned char dynamic_shared_memory[];
   const std::uint32_t misalignment = shared_address(dynamic_shared_memory) % kSwizzle128AtomBytes;
   const AttentionStorage<Shape> smem{dynamic_shared_memory +
@@ -71,9 +71,9 @@ inline CUtensorMap token_tensor_map(const flashattn::detail::TokenTensor& t, Ten
 
 // The forward of a batched problem (no variable lengths, no split) on an sm_90a device with
 // `multiprocessors` multiprocessors; the dispatch (backend.cpp) checks what the copy engine needs first.
-template <class T, int kHeadDim>
+template <class T, int kHeadDim, bool kLongSequences>
 void launch_hopper_forward(const ForwardParams& a, int multiprocessors, cudaStream_t stream) {
-  using Shape = AttentionShape<T, kHeadDim>;
+  using Shape = AttentionShape<T, kHeadDim, kLongSequences>;
   const TensorMapElement element =
       std::is_same_v<T, __nv_bfloat16> ? TensorMapElement::kBFloat16 : TensorMapElement::kFloat16;
   HopperForwardParams p;
@@ -103,7 +103,7 @@ void launch_hopper_forward(const ForwardParams& a, int multiprocessors, cudaStre
   const std::int64_t l2_heads = kL2GroupBytes * a.group_size() / std::max<std::int64_t>(kv_bytes_per_head, 1);
   order.heads_per_group = static_cast<int>(std::clamp<std::int64_t>(std::min(wave_heads, l2_heads), 1, order.heads));
 
-  auto* kernel = &hopper_forward_kernel<T, kHeadDim>;
+  auto* kernel = &hopper_forward_kernel<T, kHeadDim, kLongSequences>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kAllocationBytes),
         "cudaFuncSetAttribute (Hopper forward shared memory)");
   const int blocks = std::min(order.units, multiprocessors);

@@ -21,10 +21,10 @@ namespace flashattn::cuda::hopper {
 // Consumer warpgroups a block may have: the named barriers (NamedBarrier) give each its own.
 inline constexpr int kMaxConsumers = 3;
 
-template <class T, int kHeadDim_>
+template <class T, int kHeadDim_, bool kLongSequences = false>
 struct AttentionShape {
   using Element = T;
-  static constexpr HopperForwardTile kTile = hopper_forward_tile(kHeadDim_);
+  static constexpr HopperForwardTile kTile = hopper_forward_tile(kHeadDim_, kLongSequences);
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockM = kTile.block_m;
   static constexpr int kBlockN = kTile.block_n;

@@ -1,0 +1,4 @@
+// Hopper forward kernel instance (sm_90a): fp16, head_dim 64, the long-sequence tile (192 query rows).
+#include "cuda/hopper/attention/kernel.cuh"
+
+template void flashattn::cuda::hopper::launch_hopper_forward<__half, 64, true>(const ForwardParams&, int, cudaStream_t);
