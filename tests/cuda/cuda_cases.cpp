@@ -38,4 +38,19 @@ std::vector<Config> on_cuda(const std::vector<Config>& grid) {
   return cases;
 }
 
+Config cuda_case(DType dtype, std::int64_t batch, std::int64_t seqlen_q, std::int64_t seqlen_k, std::int64_t heads_q,
+                 std::int64_t heads_kv, std::int64_t head_dim) {
+  Config c;
+  c.device = Device::cuda(0);
+  c.dtype = dtype;
+  c.batch = batch;
+  c.seqlen_q = seqlen_q;
+  c.seqlen_k = seqlen_k;
+  c.heads_q = heads_q;
+  c.heads_kv = heads_kv;
+  c.head_dim = head_dim;
+  c.head_dim_v = head_dim;
+  return c;
+}
+
 }  // namespace flashattn::test

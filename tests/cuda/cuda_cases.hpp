@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,5 +38,9 @@ using CudaCaseTest = CudaParamTest<Config>;
 // on_cuda moves a grid onto CUDA device 0: its fp32 cases become fp16 and bf16 in turn, and a case that then
 // repeats one of the grid's is left out.
 std::vector<Config> on_cuda(const std::vector<Config>& grid);
+
+// A batched case on CUDA device 0, head_dim_v = head_dim, every option at its default.
+Config cuda_case(DType dtype, std::int64_t batch, std::int64_t seqlen_q, std::int64_t seqlen_k, std::int64_t heads_q,
+                 std::int64_t heads_kv, std::int64_t head_dim);
 
 }  // namespace flashattn::test

@@ -65,70 +65,55 @@ std::optional<std::string> hopper_unavailable_reason() {
   return std::nullopt;
 }
 
-Config hopper_case(DType dtype, std::int64_t batch, std::int64_t seqlen_q, std::int64_t seqlen_k, std::int64_t heads_q,
-                   std::int64_t heads_kv, std::int64_t head_dim) {
-  Config c;
-  c.device = Device::cuda(0);
-  c.dtype = dtype;
-  c.batch = batch;
-  c.seqlen_q = seqlen_q;
-  c.seqlen_k = seqlen_k;
-  c.heads_q = heads_q;
-  c.heads_kv = heads_kv;
-  c.head_dim = head_dim;
-  c.head_dim_v = head_dim;
-  return c;
-}
-
 std::vector<Config> hopper_grid() {
   std::vector<Config> configs;
   // 3 x 8 heads x 9 query tiles = 216 work tiles on 132 blocks.
-  Config c = hopper_case(kBf16, 3, 1100, 1100, 8, 2, 128);
+  Config c = cuda_case(kBf16, 3, 1100, 1100, 8, 2, 128);
   c.causal = true;
   configs.push_back(c);
-  c = hopper_case(kFp16, 3, 1100, 1100, 8, 8, 128);
+  c = cuda_case(kFp16, 3, 1100, 1100, 8, 8, 128);
   configs.push_back(c);
-  c = hopper_case(kFp16, 2, 1000, 1537, 4, 4, 64);
+  c = cuda_case(kFp16, 2, 1000, 1537, 4, 4, 64);
   c.causal = true;
   c.alignment = CausalAlignment::kTopLeft;
   configs.push_back(c);
-  c = hopper_case(kBf16, 2, 700, 900, 6, 3, 64);
+  c = cuda_case(kBf16, 2, 700, 900, 6, 3, 64);
   c.softmax_scale = 0.3f;
   configs.push_back(c);
-  c = hopper_case(kBf16, 1, 1537, 1023, 4, 2, 96);  // more queries than keys: the top rows see no key
+  c = cuda_case(kBf16, 1, 1537, 1023, 4, 2, 96);  // more queries than keys: the top rows see no key
   c.head_dim_v = 64;
   c.causal = true;
   configs.push_back(c);
-  c = hopper_case(kFp16, 2, 777, 900, 4, 1, 256);
+  c = cuda_case(kFp16, 2, 777, 900, 4, 1, 256);
   c.window_left = 300;
   c.window_right = 100;
   c.softcap = 5.0f;
   c.alibi = Alibi::kPerBatch;
   configs.push_back(c);
-  c = hopper_case(kBf16, 2, 600, 600, 4, 4, 256);
+  c = cuda_case(kBf16, 2, 600, 600, 4, 4, 256);
   c.causal = true;
   configs.push_back(c);
-  c = hopper_case(kBf16, 1, 1, 513, 8, 1, 128);  // one query row: 127 rows of the tile past the sequence
+  c = cuda_case(kBf16, 1, 1, 513, 8, 1, 128);  // one query row: 127 rows of the tile past the sequence
   configs.push_back(c);
-  c = hopper_case(kFp16, 2, 300, 1, 4, 2, 64);  // one key
+  c = cuda_case(kFp16, 2, 300, 1, 4, 2, 64);  // one key
   c.causal = true;
   configs.push_back(c);
-  c = hopper_case(kBf16, 3, 129, 257, 2, 2, 128);
+  c = cuda_case(kBf16, 3, 129, 257, 2, 2, 128);
   c.softmax_scale = -0.3f;  // a negative scale turns the maximum around
   c.window_left = 40;
   c.window_right = -1;
   configs.push_back(c);
-  c = hopper_case(kFp16, 1, 2048, 2048, 4, 1, 32);  // head_dim 32 in the 64 kernel: zero-filled channels
+  c = cuda_case(kFp16, 1, 2048, 2048, 4, 1, 32);  // head_dim 32 in the 64 kernel: zero-filled channels
   c.alibi = Alibi::kPerHead;
   c.causal = true;
   configs.push_back(c);
-  c = hopper_case(kBf16, 2, 333, 2111, 4, 2, 128);
+  c = cuda_case(kBf16, 2, 333, 2111, 4, 2, 128);
   c.layout = Layout::kPaddedAligned;
   c.softcap = 2.0f;
   configs.push_back(c);
   // From 8192 queries d = 64 runs on the long-sequence tile: 192 rows, three consumer warpgroups.
-  configs.push_back(hopper_case(kBf16, 1, 8192, 600, 2, 1, 64));
-  c = hopper_case(kFp16, 1, 8200, 700, 2, 2, 48);  // bottom-right: the first 7500 rows see no key
+  configs.push_back(cuda_case(kBf16, 1, 8192, 600, 2, 1, 64));
+  c = cuda_case(kFp16, 1, 8200, 700, 2, 2, 48);  // bottom-right: the first 7500 rows see no key
   c.causal = true;
   configs.push_back(c);
   return configs;
@@ -155,7 +140,7 @@ class HopperPath : public CudaTest {
 };
 
 TEST_F(HopperPath, VariableLengthIsNotSupported) {
-  Config c = hopper_case(kBf16, 0, 0, 0, 2, 2, 64);
+  Config c = cuda_case(kBf16, 0, 0, 0, 2, 2, 64);
   c.varlen_label = "hopper_path";
   c.sequences = {{3, 4}, {5, 6}};
   const Instance instance = make_instance(c);
@@ -164,7 +149,7 @@ TEST_F(HopperPath, VariableLengthIsNotSupported) {
 }
 
 TEST_F(HopperPath, NoKeysIsNotSupported) {
-  const Instance instance = make_instance(hopper_case(kFp16, 2, 5, 0, 2, 2, 64));
+  const Instance instance = make_instance(cuda_case(kFp16, 2, 5, 0, 2, 2, 64));
   const ScopedPath path("hopper");
   expect_rejected([&] { call_forward(instance); }, RejectionKind::kNotSupported, "q", {"seqlen_k is 0"});
 }
@@ -173,7 +158,7 @@ TEST_F(HopperPath, NoKeysIsNotSupported) {
 class CudaPathVariable : public CudaTest {};
 
 TEST_F(CudaPathVariable, UnknownValueIsInvalid) {
-  const Instance instance = make_instance(hopper_case(kFp16, 1, 5, 5, 2, 2, 64));
+  const Instance instance = make_instance(cuda_case(kFp16, 1, 5, 5, 2, 2, 64));
   const ScopedPath path("fastest");
   expect_rejected([&] { call_forward(instance); }, RejectionKind::kInvalidArgument, kPathVariable,
                   {"not auto, portable or hopper"});
@@ -181,7 +166,7 @@ TEST_F(CudaPathVariable, UnknownValueIsInvalid) {
 
 TEST_F(CudaPathVariable, PortableRunsEverywhere) {
   const ScopedPath path("portable");
-  run_case(hopper_case(kBf16, 2, 200, 300, 4, 2, 128));
+  run_case(cuda_case(kBf16, 2, 200, 300, 4, 2, 128));
 }
 
 }  // namespace
