@@ -30,7 +30,8 @@ set -uo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly all_steps=(build python test sanitize bench)
-# compute-sanitizer runs these GPU tests: the attention grid of tests/cuda/test_cuda_shapes.cpp (sanitizer_grid),
+# compute-sanitizer runs these GPU tests: the attention grid of tests/cuda/test_cuda_shapes.cpp (sanitizer_grid; on
+# an H100 its batched forward cases run on the Hopper kernel),
 # and the KV-cache call's split and CUDA-graph cases (tests/cuda/test_cuda_kvcache.cpp: paged and contiguous
 # caches, copy-engine and thread copies, split-KV with its combine).
 readonly sanitizer_filter='Sanitizer/*:KVCache/CudaKVSplits.*:CudaKVGraph.*'
