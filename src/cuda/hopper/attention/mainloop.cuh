@@ -4,9 +4,10 @@
 // needs them, the online softmax in registers (the portable kernels' OnlineSoftmax: wgmma's accumulator per
 // warp is the m16n8 layout), then O += P V_j with P straight from registers. With `overlap` the products of
 // the next key tile's S and this one's P V are in flight while the softmax runs: the softmax of S_{j+1}
-// waits only for S_{j+1}, and O is rescaled once P_j V_j has landed; the next work tile's first Q K^T goes out
-// with this one's last P V, and this one's output is written while it runs. With `ping_pong` the two consumers
-// take turns to issue their products (a named barrier each), so one's softmax runs under the other's products.
+// waits only for S_{j+1}, and O is rescaled once P_j V_j has landed; with two Q buffers the next work tile's
+// first Q K^T goes out with this one's last P V, and this one's output is written while it runs. With
+// `ping_pong` the two consumers take turns to issue their products (a named barrier each), so one's softmax
+// runs under the other's products.
 #pragma once
 
 #include <math_constants.h>

@@ -10,8 +10,8 @@
 namespace flashattn::cuda::hopper {
 
 // The order of the (query tile, head, batch) work tiles, in units that the blocks take in turn (scheduler.cuh):
-// heads in groups whose K and V fit in L2 together, and inside a group every head of the group for one unit
-// before the next unit, so that the blocks running at once share K and V. A unit is one query tile, the last
+// heads in groups of about one wave of units (kernel.cuh), and inside a group every head of the group for one
+// unit before the next unit, so that the blocks running at once share K and V in L2. A unit is one query tile, the last
 // ones first; or, where the query tiles see more keys the later they are (causal), the pair of query tiles
 // m_blocks - 1 - k and k, whose key counts add up to about the same for every k: the blocks' shares then come
 // out even (a round-robin of single tiles gave them 55 to 87 % balance on the causal benchmark shapes).
