@@ -169,13 +169,9 @@ Problem validate(const CallTensors& t, const VarlenSeqlens* varlen, const Attent
     }
   }
 
-  check_options(options);
-  if (options.alibi_slopes) {
-    const AlibiSlopes slopes = check_alibi(*options.alibi_slopes, p.device, p.batch, p.heads_q);
-    p.alibi_slopes = slopes.data;
-    p.alibi_batch_stride = slopes.batch_stride;
-  }
-  select_backend(options, p.device);
+  const AlibiSlopes slopes = check_call_options(options, p.device, p.batch, p.heads_q);
+  p.alibi_slopes = slopes.data;
+  p.alibi_batch_stride = slopes.batch_stride;
 
   // Host-side contents checks, for host memory only: reading device memory here would synchronise with
   // the device. The CUDA kernels trust cu_seqlens and seqused_k, as flash-attn's do.

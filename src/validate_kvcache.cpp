@@ -228,13 +228,9 @@ KVCacheProblem validate_kvcache(const TensorView& q, const KVCache& cache, const
   p.lse.batch_stride = lse.strides[0];
   p.lse.head_stride = lse.strides[1];
 
-  check_options(options);
-  if (options.alibi_slopes) {
-    const AlibiSlopes slopes = check_alibi(*options.alibi_slopes, q.device, p.batch, p.heads_q);
-    p.alibi_slopes = slopes.data;
-    p.alibi_batch_stride = slopes.batch_stride;
-  }
-  select_backend(options, q.device);
+  const AlibiSlopes slopes = check_call_options(options, q.device, p.batch, p.heads_q);
+  p.alibi_slopes = slopes.data;
+  p.alibi_batch_stride = slopes.batch_stride;
 
   if (schedule.num_splits < 0) {
     fail("num_splits", "must be >= 0 (0 = choose, 1 = unsplit), got " + str(schedule.num_splits));

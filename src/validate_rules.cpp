@@ -145,4 +145,13 @@ void select_backend(const AttentionOptions& options, const Device& device, const
 #endif
 }
 
+AlibiSlopes check_call_options(const AttentionOptions& options, const Device& device, std::int64_t batch,
+                               std::int64_t heads_q) {
+  check_options(options);
+  AlibiSlopes slopes;
+  if (options.alibi_slopes) slopes = check_alibi(*options.alibi_slopes, device, batch, heads_q);
+  select_backend(options, device);
+  return slopes;
+}
+
 }  // namespace flashattn::detail

@@ -44,5 +44,9 @@ TokenTensor token_tensor(const TensorView& t, bool varlen);
 // The backend option against the tensors' device, and CUDA tensors in a build without CUDA; `tensor` names
 // the argument whose device decides (q, or out for a merge).
 void select_backend(const AttentionOptions& options, const Device& device, const char* tensor = "q");
+// The options of an attention call on q's device: check_options, the ALiBi slopes (none when not given) and
+// select_backend, in that order.
+AlibiSlopes check_call_options(const AttentionOptions& options, const Device& device, std::int64_t batch,
+                               std::int64_t heads_q);
 
 }  // namespace flashattn::detail
