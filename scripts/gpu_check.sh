@@ -33,7 +33,7 @@ readonly all_steps=(build python test sanitize bench)
 # compute-sanitizer runs these GPU tests: the attention grid of tests/cuda/test_cuda_shapes.cpp (sanitizer_grid; on
 # an H100 its batched forward cases run on the Hopper kernel),
 # and the KV-cache call's split and CUDA-graph cases (tests/cuda/test_cuda_kvcache.cpp: paged and contiguous
-# caches, copy-engine and thread copies, split-KV with its combine).
+# caches, copy-engine and thread copies, split-KV with its combine, many short sequences on the narrow tile).
 readonly sanitizer_filter='Sanitizer/*:KVCache/CudaKVSplits.*:CudaKVGraph.*'
 # A step is not started with less time left than this: it could not finish and would leave no result.
 readonly min_step_seconds=20

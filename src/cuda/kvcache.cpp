@@ -24,6 +24,9 @@ constexpr int kMaxSplits = 128;
 constexpr std::int64_t kMinTilesPerSplit = 2;
 // Accept a split count once its last wave fills this share of the SMs' block slots.
 constexpr double kMinWaveFill = 0.9;
+// The narrow tile from this many (sequence, KV head, row tile) units per SM on (tiles.hpp: it won at 15.5 units
+// per SM and lost at 3.9).
+constexpr std::int64_t kNarrowUnitsPerSM = 8;
 constexpr std::int64_t kMaxGridYZ = 65535;
 
 std::int64_t row_tiles(const detail::KVCacheProblem& p) {
@@ -36,11 +39,11 @@ std::int64_t row_tiles(const detail::KVCacheProblem& p) {
 // one block per SM, not the two that fit, measured best (H100, d = 128, bf16, 2026-11-26: batch 2 x 128k
 // keys read 2.92 TB/s with 8 splits, 128 blocks, against 2.77 with 16; batch 8 x 32k 2.95 with 2 splits
 // against 2.83 with 4).
-int plan_splits(const detail::KVCacheProblem& p, int head_dim, const DeviceTraits& traits) {
+int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const DeviceTraits& traits) {
   const std::int64_t blocks = p.batch * p.heads_kv * row_tiles(p);
   if (blocks == 0) return 1;
   const std::int64_t slots = traits.multiprocessors;
-  const std::int64_t tile_keys = decode_tile(head_dim).tile_keys();
+  const std::int64_t tile_keys = tile.tile_keys();
   const std::int64_t key_tiles = (p.cache.capacity + tile_keys - 1) / tile_keys;
   const std::int64_t most = std::clamp<std::int64_t>(key_tiles / kMinTilesPerSplit, 1, kMaxSplits);
   for (std::int64_t splits = 1; splits <= most; ++splits) {
@@ -56,16 +59,24 @@ int plan_splits(const detail::KVCacheProblem& p, int head_dim, const DeviceTrait
 
 struct Plan {
   int head_dim = 0;
+  DecodeWidth width = DecodeWidth::kWide;
   int splits = 1;
+
+  DecodeTile tile() const { return decode_tile(head_dim, width); }
 };
 
 Plan plan(const detail::KVCacheProblem& p, const DeviceTraits& traits) {
   Plan result;
   result.head_dim = kernel_head_dim(p.head_dim, p.head_dim_v);
+  const bool narrow_differs =
+      decode_tile(result.head_dim, DecodeWidth::kNarrow) != decode_tile(result.head_dim, DecodeWidth::kWide);
+  if (narrow_differs && p.batch * p.heads_kv * row_tiles(p) >= kNarrowUnitsPerSM * traits.multiprocessors) {
+    result.width = DecodeWidth::kNarrow;
+  }
   if (p.num_splits > 0) {
     result.splits = std::min(p.num_splits, kMaxSplits);
   } else {
-    result.splits = plan_splits(p, result.head_dim, traits);
+    result.splits = plan_splits(p, result.tile(), traits);
   }
   return result;
 }
@@ -91,8 +102,8 @@ constexpr std::int64_t kMinBoxRows = 8;
 // The rows of one copy-engine box, or 0 where the threads must copy: before Hopper, and for paged caches whose
 // key tiles would not start on page boundaries (left padding, or pages that neither divide nor are multiples of
 // a tile).
-int copy_engine_box_rows(const detail::KVCacheProblem& p, int head_dim, const DeviceTraits& traits) {
-  const std::int64_t tile_keys = decode_tile(head_dim).tile_keys();
+int copy_engine_box_rows(const detail::KVCacheProblem& p, const DecodeTile& tile, const DeviceTraits& traits) {
+  const std::int64_t tile_keys = tile.tile_keys();
   if (traits.compute_capability < kMinCopyEngineCapability || p.cache.capacity == 0 || p.cache.rows == 0) return 0;
   const std::int64_t page = p.cache.page_size;
   if (page == 0) return static_cast<int>(tile_keys);
@@ -120,9 +131,9 @@ CUtensorMap cache_tensor_map(const detail::KVCacheProblem& p, const detail::Toke
 
 // Sets up the copy-engine path when it applies; a layout the copy engine refuses (tensor-map limits) leaves
 // the threads' path, which takes any layout the validation accepts.
-void choose_copies(DecodeParams& params, int head_dim, const DeviceTraits& traits) {
+void choose_copies(DecodeParams& params, const DecodeTile& tile, const DeviceTraits& traits) {
   const detail::KVCacheProblem& p = params.problem;
-  const int box_rows = copy_engine_box_rows(p, head_dim, traits);
+  const int box_rows = copy_engine_box_rows(p, tile, traits);
   if (box_rows == 0) return;
   try {
     params.k_map = cache_tensor_map(p, p.cache.k, p.head_dim, box_rows);
@@ -134,27 +145,31 @@ void choose_copies(DecodeParams& params, int head_dim, const DeviceTraits& trait
 }
 
 template <class T>
-void launch_all(const detail::KVCacheProblem& p, const DecodeParams& params, int head_dim, cudaStream_t stream) {
+void launch_all(const detail::KVCacheProblem& p, const DecodeParams& params, const Plan& plan, cudaStream_t stream) {
   if (p.seqlen_new > 0) launch_append<T>(p, stream);
   if (params.row_tiles == 0) return;
-  switch (head_dim) {
+  switch (plan.head_dim) {
 #if defined(FLASHATTN_CUDA_HDIM_64)
     case 64:
-      launch_decode<T, 64>(params, stream);
+      launch_decode<T, 64, DecodeWidth::kWide>(params, stream);
       break;
 #endif
 #if defined(FLASHATTN_CUDA_HDIM_128)
     case 128:
-      launch_decode<T, 128>(params, stream);
+      if (plan.width == DecodeWidth::kNarrow) {
+        launch_decode<T, 128, DecodeWidth::kNarrow>(params, stream);
+      } else {
+        launch_decode<T, 128, DecodeWidth::kWide>(params, stream);
+      }
       break;
 #endif
 #if defined(FLASHATTN_CUDA_HDIM_256)
     case 256:
-      launch_decode<T, 256>(params, stream);
+      launch_decode<T, 256, DecodeWidth::kWide>(params, stream);
       break;
 #endif
     default:
-      throw BackendError("cuda: no decoding kernel for head_dim " + std::to_string(head_dim));
+      throw BackendError("cuda: no decoding kernel for head_dim " + std::to_string(plan.head_dim));
   }
   if (params.num_splits > 1) launch_combine_splits<T>(params, stream);
 }
@@ -191,12 +206,12 @@ void forward_kvcache(const detail::KVCacheProblem& problem) {
     params.lse_partial = problem.workspace + params.num_splits * params.partial_rows * problem.head_dim_v;
   }
   if (problem.batch == 0) return;
-  choose_copies(params, chosen.head_dim, traits);
+  choose_copies(params, chosen.tile(), traits);
   const auto stream = static_cast<cudaStream_t>(problem.stream);
   if (problem.dtype == detail::KVDType::kBFloat16) {
-    launch_all<__nv_bfloat16>(problem, params, chosen.head_dim, stream);
+    launch_all<__nv_bfloat16>(problem, params, chosen, stream);
   } else {
-    launch_all<__half>(problem, params, chosen.head_dim, stream);
+    launch_all<__half>(problem, params, chosen, stream);
   }
   check(cudaGetLastError(), "kvcache launch");
 }

@@ -162,10 +162,20 @@ struct DecodeTile {
 
   constexpr int threads() const { return warps * kWarpSize; }
   constexpr int tile_keys() const { return warps * keys_per_warp; }
+  constexpr bool operator==(const DecodeTile& o) const {
+    return warps == o.warps && keys_per_warp == o.keys_per_warp && stages == o.stages &&
+           min_blocks_per_sm == o.min_blocks_per_sm;
+  }
 };
 inline constexpr int kDecodeRows = 16;
 
-constexpr DecodeTile decode_tile(int head_dim) {
+// Two tiles per head_dim: wide blocks, one per SM, for calls of few (sequence, KV head) units, whose keys the
+// host splits across the SMs; narrow blocks, several per SM, for calls of many short units, where one block's
+// start and end (page lookups, queries, the merge of the warps) overlap the others' copies.
+// Head dims whose narrow tile is their wide one have no narrow instances.
+enum class DecodeWidth { kWide, kNarrow };
+
+constexpr DecodeTile decode_tile(int head_dim, DecodeWidth width = DecodeWidth::kWide) {
 #if defined(FLASHATTN_DEV_DEC_WARPS)
   if (head_dim > 0) {
     return {FLASHATTN_DEV_DEC_WARPS, FLASHATTN_DEV_DEC_KEYS, FLASHATTN_DEV_DEC_STAGES, FLASHATTN_DEV_DEC_MINB};
@@ -176,8 +186,13 @@ constexpr DecodeTile decode_tile(int head_dim) {
   // 2.94, 2.66; 4 warps, 3 stages 2.91, 2.94, 2.91, 2.63; 8 warps, 3 stages 2.90, 2.92, 2.88, 2.58; 4 warps,
   // 4 stages 2.83, 2.85, 2.82, 2.45. Deeper pipelines did not pay: the copies are not short of bytes in
   // flight. d = 64 and 256 keep the 4-warp layout, not measured against others.
+  // Narrow, measured on the same card and shapes plus 256 x 512 and 256 x 2k keys (paged: pages of 16):
+  // 4 warps, 2 stages (68 KB of shared memory: three blocks per SM) read 256 x 512 at 2.70 (paged 2.60)
+  // against the wide tile's 2.62 (2.22), and 256 x 2k paged at 2.95 against 2.79; 4 warps, 3 stages (two
+  // per SM) 2.58 (2.42); 2 warps, 3 stages (four per SM) 2.55 (2.51). With 4 units per SM (64 x 4k) the wide
+  // tile stays ahead: 2.94 against 2.81.
   if (head_dim <= 64) return {4, 16, 4, 2};
-  if (head_dim <= 128) return {8, 16, 2, 1};
+  if (head_dim <= 128) return width == DecodeWidth::kWide ? DecodeTile{8, 16, 2, 1} : DecodeTile{4, 16, 2, 3};
   return {4, 16, 2, 1};
 }
 

@@ -253,7 +253,14 @@ testing::AssertionResult zero_where_no_key(const std::vector<double>& out, const
 
 std::string KVCaseConfig::name() const {
   std::ostringstream n;
-  n << dtype_name(dtype) << "_c" << joined(cache_seqlens);
+  // Long batches by their size and total length: a name per sequence would run to hundreds of characters.
+  constexpr std::size_t kNamedLengths = 8;
+  if (cache_seqlens.size() <= kNamedLengths) {
+    n << dtype_name(dtype) << "_c" << joined(cache_seqlens);
+  } else {
+    n << dtype_name(dtype) << "_c" << cache_seqlens.size() << "seqs"
+      << std::accumulate(cache_seqlens.begin(), cache_seqlens.end(), std::int64_t{0}) << "keys";
+  }
   if (!leftpad.empty()) n << "_lp" << joined(leftpad);
   n << "_q" << seqlen_q << (append ? "_n" + std::to_string(seqlen_new) : "_noappend");
   n << "_h" << heads_q << "kv" << heads_kv << "_d" << head_dim << "dv" << head_dim_v;

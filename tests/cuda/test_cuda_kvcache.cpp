@@ -69,6 +69,7 @@ INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVOptions, testing::ValuesIn(kvcache_on_cu
 
 // Long keys and few query rows, the shape split-KV is for: unsplit, three splits, and the backend's choice,
 // each with a workspace of kvcache_workspace_size() elements; three splits without a workspace run unsplit.
+// Then more (sequence, KV head) units than SMs, of lengths from 0 to a few key tiles.
 std::vector<KVCaseConfig> split_grid() {
   std::vector<KVCaseConfig> configs;
   for (std::int64_t page_size : {0, 256}) {
@@ -94,6 +95,32 @@ std::vector<KVCaseConfig> split_grid() {
   configs.push_back(chunk);
   chunk.workspace = false;
   configs.push_back(chunk);
+
+  // More (sequence, KV head) units than the device has SMs, lengths from 0 to a few key tiles, paged and not,
+  // with and without a workspace (split or not). At head_dim 128, 140 sequences x 8 KV heads are more than 8
+  // units per SM on a GPU of up to 140 SMs: the narrow tile (tiles.hpp; 132 SMs on an H100).
+  for (std::int64_t head_dim : {128, 64}) {
+    std::vector<std::int32_t> lengths;
+    for (int b = 0; b < (head_dim == 128 ? 140 : 40); ++b) lengths.push_back(b * 97 % 700);
+    for (std::int64_t page_size : {0, 16}) {
+      for (bool workspace : {true, false}) {
+        KVCaseConfig c;
+        c.dtype = page_size > 0 ? DType::kBFloat16 : DType::kFloat16;
+        c.cache_seqlens = lengths;
+        c.heads_q = 16;
+        c.heads_kv = 8;
+        c.head_dim = c.head_dim_v = head_dim;
+        c.page_size = page_size;
+        c.workspace = workspace;
+        c.device = Device::cuda(0);
+        if (head_dim == 64 && page_size == 16) {
+          c.seqlen_q = c.seqlen_new = 3;
+          c.causal = true;
+        }
+        configs.push_back(c);
+      }
+    }
+  }
   return configs;
 }
 

@@ -25,9 +25,9 @@
 namespace flashattn::cuda {
 namespace device {
 
-template <class T, int kHeadDim>
+template <class T, int kHeadDim, DecodeWidth kWidth>
 struct DecodeConfig {
-  static constexpr DecodeTile kTile = decode_tile(kHeadDim);
+  static constexpr DecodeTile kTile = decode_tile(kHeadDim, kWidth);
   static constexpr int kThreads = kTile.threads();
   static constexpr int kKeysPerWarp = kTile.keys_per_warp;
   static constexpr int kTileKeys = kTile.tile_keys();
@@ -64,10 +64,11 @@ __device__ __forceinline__ void load_queries(T* q_smem, const detail::KVCachePro
   }
 }
 
-template <class T, int kHeadDim>
-__global__ void __launch_bounds__(DecodeConfig<T, kHeadDim>::kThreads, decode_tile(kHeadDim).min_blocks_per_sm)
+template <class T, int kHeadDim, DecodeWidth kWidth>
+__global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
+                                  decode_tile(kHeadDim, kWidth).min_blocks_per_sm)
     decode_kernel(const __grid_constant__ DecodeParams params) {
-  using Config = DecodeConfig<T, kHeadDim>;
+  using Config = DecodeConfig<T, kHeadDim, kWidth>;
   using Threads = ThreadKeyTiles<kHeadDim, Config>;
   using Engine = CopyEngineKeyTiles<T, kHeadDim, Config>;
   constexpr int kStages = Config::kTile.stages;
@@ -202,15 +203,15 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim>::kThreads, decode_ti
 
 }  // namespace device
 
-template <class T, int kHeadDim>
+template <class T, int kHeadDim, DecodeWidth kWidth>
 void launch_decode(const DecodeParams& params, cudaStream_t stream) {
-  using Config = device::DecodeConfig<T, kHeadDim>;
+  using Config = device::DecodeConfig<T, kHeadDim, kWidth>;
   static const cudaError_t configured = cudaFuncSetAttribute(
-      device::decode_kernel<T, kHeadDim>, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSmemBytes);
+      device::decode_kernel<T, kHeadDim, kWidth>, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSmemBytes);
   (void)configured;  // a failure here shows as the launch's error
   const dim3 grid(static_cast<unsigned>(params.row_tiles * params.num_splits),
                   static_cast<unsigned>(params.problem.heads_kv), static_cast<unsigned>(params.problem.batch));
-  device::decode_kernel<T, kHeadDim><<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(params);
+  device::decode_kernel<T, kHeadDim, kWidth><<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(params);
 }
 
 }  // namespace flashattn::cuda

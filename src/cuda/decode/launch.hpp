@@ -7,13 +7,14 @@
 #include <cuda_runtime.h>
 
 #include "cuda/decode/params.hpp"
+#include "cuda/tiles.hpp"
 #include "kvcache_problem.hpp"
 
 namespace flashattn::cuda {
 
 template <class T>
 void launch_append(const detail::KVCacheProblem& p, cudaStream_t stream);
-template <class T, int kHeadDim>
+template <class T, int kHeadDim, DecodeWidth kWidth>
 void launch_decode(const DecodeParams& params, cudaStream_t stream);
 template <class T>
 void launch_combine_splits(const DecodeParams& params, cudaStream_t stream);

@@ -1,0 +1,6 @@
+// Decoding kernel instance (KV-cache call): bf16, head_dim 128, the narrow tile (many short units, tiles.hpp).
+#include "cuda/decode/kernel.cuh"
+
+namespace flashattn::cuda {
+template void launch_decode<__nv_bfloat16, 128, DecodeWidth::kNarrow>(const DecodeParams&, cudaStream_t);
+}
