@@ -98,16 +98,18 @@ std::vector<KVCaseConfig> split_grid() {
 
   // More (sequence, KV head) units than the device has SMs, lengths from 0 to a few key tiles, paged and not,
   // with and without a workspace (split or not). At head_dim 128, 140 sequences x 8 KV heads are more than 8
-  // units per SM on a GPU of up to 140 SMs: the narrow tile (tiles.hpp; 132 SMs on an H100).
+  // units per SM on a GPU of up to 140 SMs: the narrow tile (tiles.hpp; 132 SMs on an H100). Short sequences
+  // and, there, one query head per KV head keep the float64 reference's share of the test's time small.
   for (std::int64_t head_dim : {128, 64}) {
+    const bool narrow = head_dim == 128;
     std::vector<std::int32_t> lengths;
-    for (int b = 0; b < (head_dim == 128 ? 140 : 40); ++b) lengths.push_back(b * 97 % 700);
+    for (int b = 0; b < (narrow ? 140 : 40); ++b) lengths.push_back(b * 37 % (narrow ? 161 : 301));
     for (std::int64_t page_size : {0, 16}) {
       for (bool workspace : {true, false}) {
         KVCaseConfig c;
         c.dtype = page_size > 0 ? DType::kBFloat16 : DType::kFloat16;
         c.cache_seqlens = lengths;
-        c.heads_q = 16;
+        c.heads_q = narrow ? 8 : 16;
         c.heads_kv = 8;
         c.head_dim = c.head_dim_v = head_dim;
         c.page_size = page_size;
