@@ -207,6 +207,8 @@ void forward_kvcache(const detail::KVCacheProblem& problem) {
   }
   if (problem.batch == 0) return;
   choose_copies(params, chosen.tile(), traits);
+  params.first_tile_at_key0 =
+      problem.window_left < 0 && problem.cache_leftpad == nullptr && problem.cache.cache_batch_idx == nullptr;
   const auto stream = static_cast<cudaStream_t>(problem.stream);
   if (problem.dtype == detail::KVDType::kBFloat16) {
     launch_all<__nv_bfloat16>(problem, params, chosen, stream);

@@ -62,6 +62,16 @@ struct CacheSequence {
     return s;
   }
 
+  // What of() gives without reading the caller's tensors, for a call without cache_batch_idx and
+  // cache_leftpad: the cache row (the batch index) and the page size, all the copies of a tile need.
+  static __device__ __forceinline__ CacheSequence unread(const detail::KVCacheProblem& p, int b) {
+    CacheSequence s;
+    s.batch = b;
+    s.row = b;
+    s.pages = PageDivider::of(p.cache.page_size);
+    return s;
+  }
+
   // The cache row (contiguous) or the block table's entry (paged) for cache position `position` (0 <=
   // position < capacity), unchecked. The decoding kernel loads a key tile's entries one tile ahead of its
   // copies and checks them (offsets()) only then: a check right after the load made each thread wait for it

@@ -87,6 +87,27 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
   const int warp = threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const bool engine = params.tma_box_rows > 0;
+#else
+  constexpr bool engine = false;  // no copy engine before Hopper: the host's maps go unused
+#endif
+  // With the copy engine, the first split's first tile starts at key 0 whatever the sequence's length when the
+  // host says so (DecodeParams::first_tile_at_key0): its copies start before the length is read, which a
+  // block's start otherwise waits for.
+  const bool early = engine && params.first_tile_at_key0 && split_index == 0;
+  if (engine && warp == 0) {
+    if (lane == 0) {
+      for (int stage = 0; stage < kStages; ++stage) hopper::mbarrier_init(full + stage, 1);
+      hopper::fence_mbarrier_init();
+    }
+    __syncwarp();
+    if (early) {
+      const CacheSequence unread = CacheSequence::unread(p, b);
+      Engine::start(stages, full, params, unread, 0, kv_head, Engine::slot(params, unread, 0, lane), lane);
+    }
+  }
+
   const CacheSequence s = CacheSequence::of(p, b);
   const DecodeRows rows{static_cast<int>(p.group_size()), static_cast<int>(p.group_size() * p.seqlen_q)};
   const int row0 = row_tile * kDecodeRows;
@@ -97,23 +118,13 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
   const int tiles = split.tiles(kTileKeys);
   const auto key_of = [&](int tile) { return split.begin + tile * kTileKeys; };
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const bool engine = params.tma_box_rows > 0;
-#else
-  constexpr bool engine = false;  // no copy engine before Hopper: the host's maps go unused
-#endif
   // The first stages start before the queries load (they do not depend on them), then the page lookups of
   // the next tile to copy: in flight while a tile is computed, so that its copies never wait on the table.
   typename Threads::Slots next_slots{};
   int next_slot = 0;
   if (engine) {
     if (warp == 0) {
-      if (lane == 0) {
-        for (int stage = 0; stage < kStages; ++stage) hopper::mbarrier_init(full + stage, 1);
-        hopper::fence_mbarrier_init();
-      }
-      __syncwarp();
-      for (int t = 0; t < kStages - 1 && t < tiles; ++t) {
+      for (int t = early ? 1 : 0; t < kStages - 1 && t < tiles; ++t) {
         Engine::start(stages + t * Config::kStageElements, full + t, params, s, key_of(t), kv_head,
                       Engine::slot(params, s, key_of(t), lane), lane);
       }
@@ -177,6 +188,8 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
                                      operand(v_tile + warp_keys * Config::KVLayout::kBlockCols, 0, v_lanes));
   }
   if (!engine) cp_async_wait<0>();
+  // An early first tile of a split without keys lands before the merge reuses its stage.
+  if (early && tiles == 0 && warp == 0) hopper::mbarrier_wait(full, 0);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // the combine may start launching
 #endif

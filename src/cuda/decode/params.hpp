@@ -22,6 +22,9 @@ struct DecodeParams {
   // Hopper: the copy engine's view of the cache, boxes of tma_box_rows key rows x 64 channels of one head,
   // over (channel, head, row in cache row or page, cache row or page). 0 rows: the threads copy instead.
   int tma_box_rows = 0;
+  // Split 0's first key tile starts at key 0 for every sequence: no left window, no cache_leftpad, and the
+  // cache row is the batch index (no cache_batch_idx).
+  bool first_tile_at_key0 = false;
   CUtensorMap k_map;
   CUtensorMap v_map;
 
