@@ -92,7 +92,10 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            it).
   //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
   //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
-  //            4k / 16k; without `ping_pong` within 1 % (same call).
+  //            4k / 16k; without `ping_pong` within 1 % (same call). 128 x 176 (FA3's non-causal tile; one Q
+  //            buffer, O through it; it spilled 284 bytes with `overlap`) 434 / 547 / 623 / 667 / 666 at 1k / 2k /
+  //            4k / 8k / 16k against 555 / 620 / 653 / 667 / 653, 450 / 504 / 548 / 565 / 533 without `overlap`
+  //            (same call, 2026-11-26 19:25 UTC; the n176 wgmma is gone with it).
   //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
   //            read K and Q from shared memory as fast as it can deliver).
   if (head_dim <= 64 && long_sequences) return {192, 80, 3, 24, 160, true, false};
