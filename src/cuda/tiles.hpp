@@ -90,9 +90,9 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            of 192 rows costs at short lengths); causal 284 / 350 / 402 / 449 against 243 / 317 / 389 / 460; 128 x
   //            192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes; the n192 wgmma is gone with
   //            it). Same call, 19:38 UTC, 1k / 2k / 4k, no mask (causal): 128 x 128, 3 stages 385 / 422 / 444
-  //            (285 / 352 / 400); without `ping_pong` 393 / 428 / 452 (285 / 348 / 399), not adopted untested on
-  //            the GPU; 2 stages 384 / 418 / 441 (284 / 350 / 395); 128 x 80, 4 stages 351 / 383 / 402 (241 /
-  //            317 / 361). cuDNN 439-491 (341-443).
+  //            (285 / 352 / 400); without `ping_pong` 393 / 428 / 452 (285 / 348 / 399), a candidate not yet
+  //            run through the GPU tests; 2 stages 384 / 418 / 441 (284 / 350 / 395); 128 x 80, 4 stages 351 /
+  //            383 / 402 (241 / 317 / 361). cuDNN 439-491 (341-443).
   //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
   //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
   //            4k / 16k; without `ping_pong` within 1 % (same call). 128 x 176 (FA3's non-causal tile; one Q
