@@ -33,6 +33,9 @@ std::int64_t row_tiles(const detail::KVCacheProblem& p) {
   return (p.group_size() * p.seqlen_q + kDecodeRows - 1) / kDecodeRows;
 }
 
+// The (sequence, KV head, row tile) units: one block each before the keys are split.
+std::int64_t units(const detail::KVCacheProblem& p) { return p.batch * p.heads_kv * row_tiles(p); }
+
 // Splits of each (sequence, KV head, row tile)'s keys. The host does not know the sequences' lengths (they
 // live on the device), so it plans for a full cache; the kernel cuts each sequence's actual key range
 // into that many even parts. The count is the smallest that gives every SM one block, in whole waves:
@@ -40,7 +43,7 @@ std::int64_t row_tiles(const detail::KVCacheProblem& p) {
 // keys read 2.92 TB/s with 8 splits, 128 blocks, against 2.77 with 16; batch 8 x 32k 2.95 with 2 splits
 // against 2.83 with 4).
 int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const DeviceTraits& traits) {
-  const std::int64_t blocks = p.batch * p.heads_kv * row_tiles(p);
+  const std::int64_t blocks = units(p);
   if (blocks == 0) return 1;
   const std::int64_t slots = traits.multiprocessors;
   const std::int64_t tile_keys = tile.tile_keys();
@@ -70,7 +73,7 @@ Plan plan(const detail::KVCacheProblem& p, const DeviceTraits& traits) {
   result.head_dim = kernel_head_dim(p.head_dim, p.head_dim_v);
   const bool narrow_differs =
       decode_tile(result.head_dim, DecodeWidth::kNarrow) != decode_tile(result.head_dim, DecodeWidth::kWide);
-  if (narrow_differs && p.batch * p.heads_kv * row_tiles(p) >= kNarrowUnitsPerSM * traits.multiprocessors) {
+  if (narrow_differs && units(p) >= kNarrowUnitsPerSM * traits.multiprocessors) {
     result.width = DecodeWidth::kNarrow;
   }
   if (p.num_splits > 0) {
