@@ -61,8 +61,9 @@ struct KVCacheSchedule {
   // 0 chooses from the problem's shape and the device; 1 runs unsplit; n > 1 splits each sequence's keys
   // into n even parts and combines them.
   int num_splits = 0;
-  // fp32 scratch of at least kvcache_workspace_size() elements on q's device, for split results. Without
-  // it the call runs unsplit, so the call never allocates (it can be captured in a CUDA graph).
+  // fp32 scratch of at least kvcache_workspace_size() elements on q's device, 16-byte aligned (as every
+  // allocator's blocks are), for split results. Without it the call runs unsplit, so the call never allocates (it can
+  // be captured in a CUDA graph).
   std::optional<TensorView> workspace;
 };
 

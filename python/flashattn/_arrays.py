@@ -52,8 +52,8 @@ class NumPyArrays:
         return np.full(shape, value, np.int32)
 
     @staticmethod
-    def on_cuda(x):
-        return False
+    def cuda_device(x):
+        return None
 
 
 class CuPyArrays:
@@ -109,8 +109,8 @@ class CuPyArrays:
             return cupy.full(shape, value, cupy.int32)
 
     @staticmethod
-    def on_cuda(x):
-        return True
+    def cuda_device(x):
+        return x.device.id
 
 
 class TorchTensors:
@@ -167,8 +167,8 @@ class TorchTensors:
         return torch.full(shape, value, dtype=torch.int32, device=like.device)
 
     @staticmethod
-    def on_cuda(x):
-        return x.device.type == "cuda"
+    def cuda_device(x):
+        return x.device.index if x.device.type == "cuda" else None
 
 
 _FRAMEWORKS = (NumPyArrays, TorchTensors, CuPyArrays)

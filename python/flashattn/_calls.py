@@ -222,6 +222,31 @@ def kvcache_output_shapes(q, v_cache):
     return tuple(q.shape[:-1]) + (v_cache.shape[-1],), (q.shape[0], q.shape[2], q.shape[1])
 
 
+# Split-KV workspace sizes by call signature: the size depends on the shapes, num_splits and the device alone
+# (kvcache.cpp, plan()), so the native query (a validation, a plan and six exports) runs once per signature.
+_WORKSPACE_SIZES = {}
+_WORKSPACE_SIZES_KEPT = 256
+
+
+def _workspace_size(framework, device, q, k_cache, v_cache, arrays, flags, query):
+    signature = (
+        framework.name,
+        device,
+        tuple(q.shape),
+        tuple(k_cache.shape),
+        tuple(v_cache.shape),
+        tuple(None if x is None else tuple(x.shape) for x in arrays.values()),
+        flags["num_splits"],
+    )
+    size = _WORKSPACE_SIZES.get(signature)
+    if size is None:
+        size = query()
+        if len(_WORKSPACE_SIZES) >= _WORKSPACE_SIZES_KEPT:
+            _WORKSPACE_SIZES.clear()
+        _WORKSPACE_SIZES[signature] = size
+    return size
+
+
 def native_forward_kvcache(framework, q, k_cache, v_cache, cache_seqlens, out, lse, arrays, flags, options):
     """out, lse = attention of q against the cache, after k and v are appended to it in place, through the
     native module. `arrays`: KVCACHE_ARRAYS by name (None: absent); `flags`: rotary_interleaved and num_splits;
@@ -235,10 +260,15 @@ def native_forward_kvcache(framework, q, k_cache, v_cache, cache_seqlens, out, l
         return tensors, dict(exported, **flags, **native_options(framework, **options))
 
     bits_dtype = framework.bits_dtype(q)
-    workspace = None
-    if framework.on_cuda(q):
+
+    def query_workspace_size():
         positional, keywords = arguments()
-        size = _ext.kvcache_workspace_size(*positional, **keywords, bits_dtype=bits_dtype)
+        return _ext.kvcache_workspace_size(*positional, **keywords, bits_dtype=bits_dtype)
+
+    workspace = None
+    device = framework.cuda_device(q)
+    if device is not None:
+        size = _workspace_size(framework, device, q, k_cache, v_cache, arrays, flags, query_workspace_size)
         workspace = framework.empty((size,), like=q, fp32=True) if size > 0 else None
     positional, keywords = arguments()
     _ext.forward_kvcache(

@@ -18,9 +18,8 @@
 namespace flashattn::cuda {
 namespace {
 
-// At most this many splits, each of at least kMinTilesPerSplit key tiles: the combine's reads and the
-// partial outputs stay small next to the key bytes they divide.
-constexpr int kMaxSplits = 128;
+// At most kMaxDecodeSplits splits (tiles.hpp), each of at least kMinTilesPerSplit key tiles: the combine's reads
+// and the partial outputs stay small next to the key bytes they divide.
 constexpr std::int64_t kMinTilesPerSplit = 2;
 // Accept a split count once its last wave fills this share of the SMs' block slots.
 constexpr double kMinWaveFill = 0.9;
@@ -28,6 +27,7 @@ constexpr double kMinWaveFill = 0.9;
 // per SM and lost at 3.9).
 constexpr std::int64_t kNarrowUnitsPerSM = 8;
 constexpr std::int64_t kMaxGridYZ = 65535;
+constexpr std::uintptr_t kWorkspaceAlignBytes = 16;
 
 std::int64_t row_tiles(const detail::KVCacheProblem& p) {
   return (p.group_size() * p.seqlen_q + kDecodeRows - 1) / kDecodeRows;
@@ -48,7 +48,7 @@ int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const D
   const std::int64_t slots = traits.multiprocessors;
   const std::int64_t tile_keys = tile.tile_keys();
   const std::int64_t key_tiles = (p.cache.capacity + tile_keys - 1) / tile_keys;
-  const std::int64_t most = std::clamp<std::int64_t>(key_tiles / kMinTilesPerSplit, 1, kMaxSplits);
+  const std::int64_t most = std::clamp<std::int64_t>(key_tiles / kMinTilesPerSplit, 1, kMaxDecodeSplits);
   for (std::int64_t splits = 1; splits <= most; ++splits) {
     const std::int64_t total = blocks * splits;
     const std::int64_t waves = (total + slots - 1) / slots;
@@ -77,7 +77,7 @@ Plan plan(const detail::KVCacheProblem& p, const DeviceTraits& traits) {
     result.width = DecodeWidth::kNarrow;
   }
   if (p.num_splits > 0) {
-    result.splits = std::min(p.num_splits, kMaxSplits);
+    result.splits = std::min(p.num_splits, kMaxDecodeSplits);
   } else {
     result.splits = plan_splits(p, result.tile(), traits);
   }
@@ -193,6 +193,8 @@ void forward_kvcache(const detail::KVCacheProblem& problem) {
   const std::int64_t needed = DecodeParams::workspace_elements(problem, chosen.splits);
   if (problem.workspace == nullptr) {
     chosen.splits = 1;  // no workspace: run unsplit rather than allocate (kvcache.hpp)
+  } else if (reinterpret_cast<std::uintptr_t>(problem.workspace) % kWorkspaceAlignBytes != 0) {
+    throw InvalidArgument("workspace", "must be 16-byte aligned: the combine reads it 16 bytes at a time");
   } else if (needed > problem.workspace_size) {
     throw InvalidArgument("workspace", "has " + std::to_string(problem.workspace_size) +
                                            " fp32 elements; this call needs " + std::to_string(needed) +

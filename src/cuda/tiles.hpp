@@ -174,6 +174,9 @@ struct DecodeTile {
   }
 };
 inline constexpr int kDecodeRows = 16;
+// At most this many key splits per block's rows: the combine (decode/merge.cuh) keeps one weight per split in
+// shared memory.
+inline constexpr int kMaxDecodeSplits = 128;
 
 // Two tiles per head_dim: wide blocks, one per SM, for calls of few (sequence, KV head) units, whose keys the
 // host splits across the SMs; narrow blocks, several per SM, for calls of many short units, where one block's

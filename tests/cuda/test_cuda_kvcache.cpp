@@ -2,11 +2,15 @@
 // bf16 on device copies of the same tensors, checked against the same float64 reference with the same rules
 // (every element, the appended cache entries, every other cache byte unchanged, the guard regions around every
 // device copy intact). Then the split-KV schedule forced to 1, 3 and the automatic choice with a workspace, and
-// a CUDA graph: forward_kvcache captured once (append and rotary included) and replayed with new contents.
+// a CUDA graph: forward_kvcache captured once (append and rotary included) and replayed with new contents. Last, the
+// rules particular to CUDA devices (kvcache.cpp), each rejecting a call before anything is written.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <exception>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +18,7 @@
 #include "cuda_cases.hpp"
 #include "device_memory.hpp"
 #include "kvcache_cases.hpp"
+#include "rejection.hpp"
 
 namespace flashattn::test {
 namespace {
@@ -190,6 +195,81 @@ TEST_F(CudaKVGraph, CapturedCallReplaysWithNewContents) {
     check_kvcache(c, expected);
   }
 }
+
+// The rules the CUDA backend adds to the KV-cache call's validation (kvcache.cpp). Each breaks one thing in a split
+// run (a workspace, three splits) that is otherwise valid: the call must throw the documented exception naming the
+// argument and write nothing, neither the outputs nor the cache (k_new would be appended into it).
+struct KVRule {
+  const char* name;
+  DType dtype;
+  RejectionKind kind;
+  const char* argument;
+  const char* keyword;
+  std::function<void(KVInstance&)> break_rule;
+};
+
+void PrintTo(const KVRule& rule, std::ostream* os) { *os << rule.name; }
+
+std::vector<KVRule> kv_rules() {
+  using enum RejectionKind;
+  constexpr DType kBf16 = DType::kBFloat16;
+  const auto shift_bytes = [](TensorView& view, std::int64_t bytes) {
+    view.data = static_cast<char*>(view.data) + bytes;
+  };
+  return {
+      {"fp32", DType::kFloat32, kNotSupported, "q", "fp32", [](KVInstance&) {}},
+      {"k_cache_pointer_not_16_byte_aligned", kBf16, kNotSupported, "k_cache", "16-byte",
+       [=](KVInstance& c) { shift_bytes(c.cache_arg.k_cache, sizeof(std::uint16_t)); }},
+      {"v_cache_token_stride_not_multiple_of_8", kBf16, kNotSupported, "v_cache", "16-byte",
+       [](KVInstance& c) { c.cache_arg.v_cache.strides[1] += 4; }},
+      {"out_pointer_not_16_byte_aligned", kBf16, kNotSupported, "out", "16-byte",
+       [=](KVInstance& c) { shift_bytes(c.out_arg, sizeof(std::uint16_t)); }},
+      {"workspace_too_small", kBf16, kInvalidArgument, "workspace", "kvcache_workspace_size",
+       [](KVInstance& c) { c.schedule_arg.workspace->shape[0] -= 1; }},
+      // The combine reads each split's fp32 rows 16 bytes at a time.
+      {"workspace_not_16_byte_aligned", kBf16, kInvalidArgument, "workspace", "16-byte",
+       [=](KVInstance& c) { shift_bytes(*c.schedule_arg.workspace, sizeof(float)); }},
+  };
+}
+
+testing::AssertionResult all_nan(const char* what, const Tensor& t) {
+  const Storage& storage = *t.storage;
+  for (std::int64_t e = 0; e < storage.elements(); ++e) {
+    if (!std::isnan(reference::load_element(storage.at(e), storage.dtype))) {
+      return testing::AssertionFailure() << what << " was written before the call was rejected";
+    }
+  }
+  return device_guards_intact(storage);
+}
+
+class CudaKVRule : public CudaParamTest<KVRule> {};
+
+TEST_P(CudaKVRule, RejectsAndWritesNothing) {
+  const KVRule& rule = GetParam();
+  KVCaseConfig config;
+  config.dtype = rule.dtype;
+  config.cache_seqlens = {300, 41};
+  config.seqlen_new = 2;
+  config.seqlen_q = 2;
+  config.heads_q = 8;
+  config.heads_kv = 2;
+  config.num_splits = 3;
+  config.workspace = true;
+  config.device = Device::cuda(0);
+  KVInstance c = make_kvcache_instance(config);
+  const std::vector<std::byte> k_cache_before = c.k_cache.storage->bytes;
+  const std::vector<std::byte> v_cache_before = c.v_cache.storage->bytes;
+  rule.break_rule(c);
+  expect_rejected([&] { call_kvcache(c); }, rule.kind, rule.argument, {rule.keyword});
+  ASSERT_NO_THROW(fetch_results(c));
+  EXPECT_TRUE(all_nan("out", c.out));
+  EXPECT_TRUE(all_nan("lse", c.lse));
+  EXPECT_TRUE(c.k_cache.storage->bytes == k_cache_before) << "k_cache was written before the call was rejected";
+  EXPECT_TRUE(c.v_cache.storage->bytes == v_cache_before) << "v_cache was written before the call was rejected";
+}
+
+INSTANTIATE_TEST_SUITE_P(Rules, CudaKVRule, testing::ValuesIn(kv_rules()),
+                         [](const testing::TestParamInfo<KVRule>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace flashattn::test

@@ -270,7 +270,8 @@ NUMPY_CASES = ("append_5_gqa4", "paged_16", "rotary_neox", "leftpad", "batch_idx
 
 def test_workspace_allocation_path(rng, monkeypatch):
     """The split-KV workspace path of GPUs, run on the CPU: the size comes from the library (0 on CPUs), and a
-    workspace the framework allocates reaches the call (the CPU backend accepts and ignores it)."""
+    workspace the framework allocates reaches the call (the CPU backend accepts and ignores it). The size is
+    asked once per call signature (shapes, num_splits, device), again when a shape or num_splits changes."""
     case = Case("workspace", seqlen_new=2, page_size=16, capacity=32)
     arrays, options = make_inputs(case, rng)
     tensors, _ = to_torch(arrays, options, torch.float32, "cpu")
@@ -281,10 +282,23 @@ def test_workspace_allocation_path(rng, monkeypatch):
     assert size == 0
     expected = flashattn.flash_attn_with_kvcache(**{name: x.clone() for name, x in tensors.items()})
     sizes = []
-    monkeypatch.setattr(flashattn._arrays.TorchTensors, "on_cuda", staticmethod(lambda x: True))
+    monkeypatch.setattr(flashattn._calls, "_WORKSPACE_SIZES", {})
+    monkeypatch.setattr(flashattn._arrays.TorchTensors, "cuda_device", staticmethod(lambda x: 0))
     monkeypatch.setattr(ext, "kvcache_workspace_size", lambda *args, **kwargs: sizes.append(kwargs) or 1000)
     torch.testing.assert_close(flashattn.flash_attn_with_kvcache(**tensors), expected, rtol=0, atol=0)
     assert len(sizes) == 1 and sizes[0]["block_table"] is not None and sizes[0]["num_splits"] == 0
+    # The same signature again (new contents): the size is not asked again.
+    again = {name: x.clone() for name, x in tensors.items()}
+    flashattn.flash_attn_with_kvcache(**again)
+    assert len(sizes) == 1
+    # A new signature: num_splits, then a shorter block table (a smaller capacity).
+    flashattn.flash_attn_with_kvcache(**{name: x.clone() for name, x in tensors.items()}, num_splits=3)
+    assert len(sizes) == 2 and sizes[1]["num_splits"] == 3
+    narrower = {name: x.clone() for name, x in tensors.items()}
+    narrower["block_table"] = narrower["block_table"][:, :1].contiguous()
+    narrower["cache_seqlens"] = torch.clamp(narrower["cache_seqlens"], max=case.page_size - case.seqlen_new)
+    flashattn.flash_attn_with_kvcache(**narrower)
+    assert len(sizes) == 3 and sizes[2]["block_table"] is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])

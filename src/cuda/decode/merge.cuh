@@ -1,8 +1,8 @@
 // Attention states over disjoint key sets merged into the state over their union:
 //   lse = log sum_s exp(lse_s),  out = sum_s exp(lse_s - lse) out_s.
-// Two kernels share the rule: the split-KV combine of the decoding kernel (num_splits fp32 states from the
+// Two kernels compute it: the split-KV combine of the decoding kernel (num_splits fp32 states from the
 // workspace into out / lse) and merge_attention_states (two caller states of any dtype). One warp per row;
-// lanes run over the channels, two at a time.
+// lanes run over the channels.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,6 +23,18 @@ namespace device {
 
 inline constexpr int kMergeWarps = 4;
 inline constexpr int kMergeThreads = kMergeWarps * kWarpSize;
+// The combine's channels per lane: one 16-byte load of each split's fp32 row (head_dim_v is a multiple of 8).
+inline constexpr int kCombineChannels = 4;
+
+__device__ __forceinline__ float warp_all_max(float x) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+__device__ __forceinline__ float warp_all_sum(float x) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
 
 // The running merge of states: add() each (lse, out pair) in any order, then out() and lse().
 struct StateMerge {
@@ -74,31 +86,66 @@ __device__ __forceinline__ void store_pair(void* row, detail::KVDType dtype, int
   }
 }
 
-// Workspace rows are (batch, head_q, token); the output's are placed through its strides.
+// Workspace rows are (batch, head_q, token); the output's are placed through its strides. One warp per row, in
+// two passes. The lanes read the splits' lses together and reduce them to the row's lse, leaving each split's
+// weight exp(lse_s - lse) in shared memory; then each lane sums its four channels over the splits, whose loads
+// depend on nothing before them. The one-pass StateMerge form chained every split's loads behind the previous
+// split's rescale: about one L2 round trip per split and channel pair (H100, 2026-11-26: PERFORMANCE.md).
 template <class T>
 __global__ void __launch_bounds__(kMergeThreads) combine_splits_kernel(const __grid_constant__ DecodeParams params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Launched early (programmatic dependent launch, launch_combine_splits): wait for the decoding grid here.
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+  __shared__ float split_weights[kMergeWarps][kMaxDecodeSplits];
   const detail::KVCacheProblem& p = params.problem;
-  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kMergeWarps + threadIdx.x / kWarpSize;
+  const int warp = threadIdx.x / kWarpSize;
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kMergeWarps + warp;
   if (row >= params.partial_rows) return;
   const int lane = threadIdx.x % kWarpSize;
+  const int splits = params.num_splits;
+  float* weights = split_weights[warp];
+
+  float max_lse = -CUDART_INF_F;
+  for (int split = lane; split < splits; split += kWarpSize) {
+    max_lse = fmaxf(max_lse, params.lse_partial[split * params.partial_rows + row]);
+  }
+  max_lse = warp_all_max(max_lse);
+  float total = 0.0f;
+  for (int split = lane; split < splits; split += kWarpSize) {
+    const float lse = params.lse_partial[split * params.partial_rows + row];
+    // A split without keys (lse -inf) weighs 0; so do all when the row saw no key at all.
+    const float weight = lse == -CUDART_INF_F ? 0.0f : expf(lse - max_lse);
+    weights[split] = weight;
+    total += weight;
+  }
+  total = warp_all_sum(total);
+  __syncwarp();
+  const float scale = total > 0.0f ? 1.0f / total : 0.0f;
+
   const int token = static_cast<int>(row % p.seqlen_q);
   const int head = static_cast<int>((row / p.seqlen_q) % p.heads_q);
   const int b = static_cast<int>(row / (p.seqlen_q * p.heads_q));
   T* out = static_cast<T*>(p.out.data) + b * p.out.batch_stride + token * p.out.token_stride + head * p.out.head_stride;
-  for (int c = 2 * lane; c < p.head_dim_v; c += 2 * kWarpSize) {
-    StateMerge merge;
-    for (int split = 0; split < params.num_splits; ++split) {
-      const std::int64_t index = split * params.partial_rows + row;
-      merge.add(params.lse_partial[index],
-                *reinterpret_cast<const float2*>(params.out_partial + index * p.head_dim_v + c));
+  for (int c = kCombineChannels * lane; c < p.head_dim_v; c += kCombineChannels * kWarpSize) {
+    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+    for (int split = 0; split < splits; ++split) {
+      const float weight = weights[split];
+      const float4 part =
+          *reinterpret_cast<const float4*>(params.out_partial + (split * params.partial_rows + row) * p.head_dim_v + c);
+      sum.x += weight * part.x;
+      sum.y += weight * part.y;
+      sum.z += weight * part.z;
+      sum.w += weight * part.w;
     }
-    const float2 value = merge.out();
-    *reinterpret_cast<std::uint32_t*>(out + c) = pack_pair<T>(value.x, value.y);
-    if (c == 0) p.lse.data[b * p.lse.batch_stride + head * p.lse.head_stride + token] = merge.lse();
+    const uint2 packed =
+        make_uint2(pack_pair<T>(sum.x * scale, sum.y * scale), pack_pair<T>(sum.z * scale, sum.w * scale));
+    *reinterpret_cast<uint2*>(out + c) = packed;
+  }
+  if (lane == 0) {
+    p.lse.data[b * p.lse.batch_stride + head * p.lse.head_stride + token] =
+        total > 0.0f ? max_lse + logf(total) : -CUDART_INF_F;
   }
 }
 
