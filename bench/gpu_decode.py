@@ -6,9 +6,13 @@ bandwidth measured in the same run.
 
 The shape of the project's H100 decode baselines (shared/anchors/README.md beside the repository): one new
 query token per sequence, 32 query heads, 8 KV heads, head_dim 128, bf16, every sequence's cache full. The
-figure is the K/V bytes read (2 x batch x seqlen x 8 x 128 x 2 bytes) over the median of CUDA-event timed
-calls after warm-up, the L2 cache flushed before each, the timed calls in rounds with every backend timed in
-each (bench/gpu_attention.py explains why). The copy bandwidth counts bytes read plus written, as the
+figure is the K/V bytes read (2 x batch x seqlen x 8 x 128 x 2 bytes) over the median GPU time of CUDA-event
+timed calls after warm-up, the L2 cache flushed before each, the timed calls in rounds with every backend timed
+in each (bench/gpu_attention.py explains why). Each timed call is queued behind a GPU-side wait longer than the
+host takes to queue the flush and the call, so that the events time the GPU's work whatever the host's speed:
+small decoding steps would otherwise time the host (the framework's dispatch and the library's Python layer,
+tens of microseconds), as they do when called eagerly one by one, and not under a CUDA graph. That host time is
+measured on its own: host_us, the wall time per call of `reps` calls queued back to back. The copy bandwidth counts bytes read plus written, as the
 baselines' does. flashattn gets q (batch, 1, 32, 128), the cache (batch, seqlen, 8, 128) and cache_seqlens,
 through flash_attn_with_kvcache (no new tokens appended, so every call does the same work); paged, the
 cache is (pages, 16, 8, 128) and block_table gives each sequence its pages in a shuffled order. PyTorch gets
@@ -25,6 +29,7 @@ import json
 import os
 import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_attention import L2_FLUSH_BYTES, error_text, ours_info, round_sizes, timed_ms  # noqa: E402
@@ -37,6 +42,9 @@ GRID_BATCHES = (1, 4, 16, 64, 256)
 GRID_SEQLENS = (512, 2048, 8192, 32768, 131072)
 MAX_TOKENS = 1 << 20  # 4 GiB of K/V per layout; three layouts live at once
 COPY_BYTES = 1 << 30
+# The GPU-side wait before each timed call, in clock cycles: about 0.5 ms at the H100's 1.98 GHz, several times
+# the host time of the slowest call measured (about 120 us on the slowest GPU machine's host, 2026-11-26).
+HOST_COVER_CYCLES = 1_000_000
 OURS, OURS_PAGED = "flashattn", "flashattn paged (page 16)"
 SDPA = {"CUDNN_ATTENTION": "PyTorch CUDNN_ATTENTION", "FLASH_ATTENTION": "PyTorch FLASH_ATTENTION (FA2)"}
 
@@ -55,6 +63,36 @@ def copy_bandwidth(flush_buffer, reps):
         target.copy_(source)
     ms = statistics.median(timed_ms(lambda: target.copy_(source), reps, flush_buffer))
     return 2 * COPY_BYTES / (ms * 1e-3) / 1e12
+
+
+def gpu_timed_ms(call, count, flush_buffer):
+    """CUDA-event times of count calls in milliseconds, the L2 flushed before each, each queued behind a
+    GPU-side wait so that the host's time to queue it is not timed."""
+    import torch
+
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    for start, end in zip(starts, ends):
+        torch.cuda._sleep(HOST_COVER_CYCLES)
+        flush_buffer.zero_()
+        start.record()
+        call()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) for start, end in zip(starts, ends)]
+
+
+def host_us(call, count):
+    """Wall time per call of count calls queued back to back (no synchronisation between them), microseconds."""
+    import torch
+
+    torch.cuda.synchronize()
+    began = time.perf_counter()
+    for _ in range(count):
+        call()
+    elapsed = time.perf_counter() - began
+    torch.cuda.synchronize()
+    return elapsed / count * 1e6
 
 
 def make_calls(flashattn_module, batch, seqlen, dtype):
@@ -94,7 +132,7 @@ def measure_point(flashattn_module, batch, seqlen, args, dtype, flush_buffer):
     calls = make_calls(flashattn_module, batch, seqlen, dtype)
     outputs = {}
     for label, call in calls.items():
-        row = {"batch": batch, "seqlen": seqlen, "backend": label, "us": None, "tbps": None}
+        row = {"batch": batch, "seqlen": seqlen, "backend": label, "us": None, "tbps": None, "host_us": None}
         rows.append(row)
         try:
             for _ in range(args.warmup):
@@ -106,7 +144,8 @@ def measure_point(flashattn_module, batch, seqlen, args, dtype, flush_buffer):
         for entry in timed:
             if "error" not in entry["row"]:
                 try:
-                    entry["ms"] += timed_ms(entry["call"], count, flush_buffer)
+                    entry["ms"] += gpu_timed_ms(entry["call"], count, flush_buffer)
+                    entry.setdefault("host_us", []).append(host_us(entry["call"], count))
                 except Exception as error:
                     entry["row"]["error"] = error_text(error)
     reference = outputs.get(SDPA["CUDNN_ATTENTION"])
@@ -117,10 +156,15 @@ def measure_point(flashattn_module, batch, seqlen, args, dtype, flush_buffer):
         ms = statistics.median(entry["ms"])
         row["us"] = round(ms * 1e3, 2)
         row["tbps"] = round(kv_bytes(batch, seqlen) / (ms * 1e-3) / 1e12, 3)
+        row["host_us"] = round(statistics.median(entry["host_us"]), 1)
         if reference is not None and row["backend"] in (OURS, OURS_PAGED):
             row["max_abs_diff_vs_cudnn"] = round((outputs[row["backend"]].float() - reference.float()).abs().max().item(), 5)
     for row in rows:
-        shown = f"{row['us']:.1f} us, {row['tbps']:.3f} TB/s" if row["tbps"] is not None else row["error"]
+        shown = (
+            f"{row['us']:.1f} us, {row['tbps']:.3f} TB/s, host {row['host_us']:.1f} us"
+            if row["tbps"] is not None
+            else row["error"]
+        )
         extra = f", max |diff| vs cuDNN {row['max_abs_diff_vs_cudnn']}" if "max_abs_diff_vs_cudnn" in row else ""
         print(f"b={batch} s={seqlen} {row['backend']}: {shown}{extra}", flush=True)
     return rows
@@ -135,9 +179,10 @@ def markdown_table(results):
         f"# Decoding, K/V TB/s (µs per call), {meta['dtype']}, {meta['device']}",
         "",
         f"{meta['date']}, torch {meta['torch']}; 1 query token, {HEADS_Q} query heads, {HEADS_KV} KV heads, "
-        f"head_dim {HEAD_DIM}; median of {meta['reps']} CUDA-event timed calls after {meta['warmup']} warm-up "
-        f"calls in {meta['rounds']} interleaved rounds, L2 flushed before each. Device copy in the same run: "
-        f"{meta['copy_tbps']:.2f} TB/s (read + written).",
+        f"head_dim {HEAD_DIM}; median GPU time of {meta['reps']} CUDA-event timed calls after {meta['warmup']} "
+        f"warm-up calls in {meta['rounds']} interleaved rounds, L2 flushed before each, each call queued behind a "
+        f"GPU-side wait (the host's time not timed). Device copy in the same run: {meta['copy_tbps']:.2f} TB/s "
+        "(read + written). Then the host's time per call (µs), calls queued back to back.",
         "",
         "| batch | seqlen | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),
@@ -147,6 +192,14 @@ def markdown_table(results):
         for label in labels:
             row = cell.get((batch, seqlen, label))
             values.append("error" if row is None or row["tbps"] is None else f"{row['tbps']:.2f} ({row['us']:.0f})")
+        lines.append(f"| {batch} | {seqlen} | " + " | ".join(values) + " |")
+    lines += ["", "Host time per call, µs:", "", "| batch | seqlen | " + " | ".join(labels) + " |"]
+    lines.append("|---|---|" + "---|" * len(labels))
+    for batch, seqlen in points:
+        values = []
+        for label in labels:
+            row = cell.get((batch, seqlen, label))
+            values.append("error" if row is None or row.get("host_us") is None else f"{row['host_us']:.0f}")
         lines.append(f"| {batch} | {seqlen} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -186,6 +239,7 @@ def main():
         "warmup": args.warmup,
         "reps": args.reps,
         "rounds": args.rounds,
+        "timing": "GPU time, each timed call queued behind a GPU-side wait of HOST_COVER_CYCLES; host_us apart",
         "copy_tbps": copy_bandwidth(flush_buffer, args.reps),
         "flashattn": ours_info(flashattn_module) if flashattn_module else None,
     }
