@@ -18,14 +18,16 @@
 namespace flashattn::cuda {
 namespace {
 
-// At most kMaxDecodeSplits splits (tiles.hpp), each of at least kMinTilesPerSplit key tiles: the combine's reads
-// and the partial outputs stay small next to the key bytes they divide.
-constexpr std::int64_t kMinTilesPerSplit = 2;
+// At most kMaxDecodeSplits splits (tiles.hpp), each of at least kMinTilesPerSplit key tiles. One tile is enough
+// since the combine reads the splits' states in parallel (merge.cuh): at batch 1 x 512 keys four one-tile splits
+// beat two of two tiles (H100, 2026-11-26: paged 13.3 against 14.9 us, contiguous 12.9 against 13.2).
+constexpr std::int64_t kMinTilesPerSplit = 1;
 // Accept a split count once its last wave fills this share of the SMs' block slots.
 constexpr double kMinWaveFill = 0.9;
 // The narrow tile from this many (sequence, KV head, row tile) units per SM on (tiles.hpp: it won at 15.5 units
-// per SM and lost at 3.9).
+// per SM and lost at 3.9); below that, paged caches take the medium tile from this many (it won at 3.9).
 constexpr std::int64_t kNarrowUnitsPerSM = 8;
+constexpr std::int64_t kMediumUnitsPerSM = 2;
 constexpr std::int64_t kMaxGridYZ = 65535;
 constexpr std::uintptr_t kWorkspaceAlignBytes = 16;
 
@@ -44,20 +46,25 @@ std::int64_t units(const detail::KVCacheProblem& p) { return p.batch * p.heads_k
 // against 2.83 with 4).
 int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const DeviceTraits& traits) {
   const std::int64_t blocks = units(p);
-  if (blocks == 0) return 1;
+  if (blocks == 0 || p.cache.capacity == 0) return 1;
   const std::int64_t slots = traits.multiprocessors;
   const std::int64_t tile_keys = tile.tile_keys();
   const std::int64_t key_tiles = (p.cache.capacity + tile_keys - 1) / tile_keys;
   const std::int64_t most = std::clamp<std::int64_t>(key_tiles / kMinTilesPerSplit, 1, kMaxDecodeSplits);
+  std::int64_t chosen = most;
   for (std::int64_t splits = 1; splits <= most; ++splits) {
     const std::int64_t total = blocks * splits;
     const std::int64_t waves = (total + slots - 1) / slots;
     if (total >= slots * kMinWaveFill &&
         static_cast<double>(total) / static_cast<double>(waves * slots) >= kMinWaveFill) {
-      return static_cast<int>(splits);
+      chosen = splits;
+      break;
     }
   }
-  return static_cast<int>(most);
+  // The kernel gives each split ceil(tiles / splits) whole tiles (SplitRange): as few splits as give the same
+  // tiles per split, rather than trailing splits without keys that the combine would read too.
+  const std::int64_t tiles_per_split = (key_tiles + chosen - 1) / chosen;
+  return static_cast<int>((key_tiles + tiles_per_split - 1) / tiles_per_split);
 }
 
 struct Plan {
@@ -71,10 +78,14 @@ struct Plan {
 Plan plan(const detail::KVCacheProblem& p, const DeviceTraits& traits) {
   Plan result;
   result.head_dim = kernel_head_dim(p.head_dim, p.head_dim_v);
-  const bool narrow_differs =
-      decode_tile(result.head_dim, DecodeWidth::kNarrow) != decode_tile(result.head_dim, DecodeWidth::kWide);
-  if (narrow_differs && units(p) >= kNarrowUnitsPerSM * traits.multiprocessors) {
+  const auto differs = [&](DecodeWidth width) {
+    return decode_tile(result.head_dim, width) != decode_tile(result.head_dim, DecodeWidth::kWide);
+  };
+  const std::int64_t per_sm = units(p) / traits.multiprocessors;
+  if (differs(DecodeWidth::kNarrow) && per_sm >= kNarrowUnitsPerSM) {
     result.width = DecodeWidth::kNarrow;
+  } else if (differs(DecodeWidth::kMedium) && p.cache.page_size != 0 && per_sm >= kMediumUnitsPerSM) {
+    result.width = DecodeWidth::kMedium;
   }
   if (p.num_splits > 0) {
     result.splits = std::min(p.num_splits, kMaxDecodeSplits);
@@ -159,10 +170,16 @@ void launch_all(const detail::KVCacheProblem& p, const DecodeParams& params, con
 #endif
 #if defined(FLASHATTN_CUDA_HDIM_128)
     case 128:
-      if (plan.width == DecodeWidth::kNarrow) {
-        launch_decode<T, 128, DecodeWidth::kNarrow>(params, stream);
-      } else {
-        launch_decode<T, 128, DecodeWidth::kWide>(params, stream);
+      switch (plan.width) {
+        case DecodeWidth::kWide:
+          launch_decode<T, 128, DecodeWidth::kWide>(params, stream);
+          break;
+        case DecodeWidth::kMedium:
+          launch_decode<T, 128, DecodeWidth::kMedium>(params, stream);
+          break;
+        case DecodeWidth::kNarrow:
+          launch_decode<T, 128, DecodeWidth::kNarrow>(params, stream);
+          break;
       }
       break;
 #endif
