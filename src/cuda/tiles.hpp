@@ -178,11 +178,12 @@ inline constexpr int kDecodeRows = 16;
 // shared memory.
 inline constexpr int kMaxDecodeSplits = 128;
 
-// Two tiles per head_dim: wide blocks, one per SM, for calls of few (sequence, KV head) units, whose keys the
+// Three tiles per head_dim: wide blocks, one per SM, for calls of few (sequence, KV head) units, whose keys the
 // host splits across the SMs; narrow blocks, several per SM, for calls of many short units, where one block's
-// start and end (page lookups, queries, the merge of the warps) overlap the others' copies.
-// Head dims whose narrow tile is their wide one have no narrow instances.
-enum class DecodeWidth { kWide, kNarrow };
+// start and end (page lookups, queries, the merge of the warps) overlap the others' copies; medium blocks, two
+// per SM, for paged caches in a few waves of units, where each block's first copies wait for its page lookups.
+// Head dims whose narrow or medium tile is their wide one have no instances of it.
+enum class DecodeWidth { kWide, kMedium, kNarrow };
 
 constexpr DecodeTile decode_tile(int head_dim, DecodeWidth width = DecodeWidth::kWide) {
 #if defined(FLASHATTN_DEV_DEC_WARPS)
@@ -200,8 +201,20 @@ constexpr DecodeTile decode_tile(int head_dim, DecodeWidth width = DecodeWidth::
   // against the wide tile's 2.62 (2.22), and 256 x 2k paged at 2.95 against 2.79; 4 warps, 3 stages (two
   // per SM) 2.58 (2.42); 2 warps, 3 stages (four per SM) 2.55 (2.51). With 4 units per SM (64 x 4k) the wide
   // tile stays ahead: 2.94 against 2.81.
+  // Medium, same card, 2026-11-26 (one call, µs, the wide tile first): 6 warps, 2 stages (100 KB: two blocks per
+  // SM) read paged 64 x 4k in 371.7 against 385.0, 64 x 2k 199.4 against 207.2, 64 x 512 70.6 against 72.6; on the
+  // contiguous cache the same within 0.3 % at 64 x 4k and 64 x 2k, and slower at 64 x 512 (73.1 against 70.7).
   if (head_dim <= 64) return {4, 16, 4, 2};
-  if (head_dim <= 128) return width == DecodeWidth::kWide ? DecodeTile{8, 16, 2, 1} : DecodeTile{4, 16, 2, 3};
+  if (head_dim <= 128) {
+    switch (width) {
+      case DecodeWidth::kWide:
+        return {8, 16, 2, 1};
+      case DecodeWidth::kMedium:
+        return {6, 16, 2, 2};
+      case DecodeWidth::kNarrow:
+        return {4, 16, 2, 3};
+    }
+  }
   return {4, 16, 2, 1};
 }
 

@@ -128,6 +128,27 @@ std::vector<KVCaseConfig> split_grid() {
       }
     }
   }
+  // Paged, head_dim 128, 40 sequences x 8 KV heads: between 2 and 8 units per SM on a GPU of 40 to 160 SMs, the
+  // medium tile (tiles.hpp). Pages of 16 take the copy engine on Hopper, pages of 64 (which neither divide nor are
+  // multiples of its 96-key tile) the threads' copies; the last case splits, a causal chunk of three tokens.
+  std::vector<std::int32_t> lengths;
+  for (int b = 0; b < 40; ++b) lengths.push_back(b * 37 % 301);
+  for (std::int64_t page_size : {16, 64, 16}) {
+    KVCaseConfig c;
+    c.dtype = page_size == 16 ? DType::kBFloat16 : DType::kFloat16;
+    c.cache_seqlens = lengths;
+    c.heads_q = c.heads_kv = 8;
+    c.head_dim = c.head_dim_v = 128;
+    c.page_size = page_size;
+    c.workspace = true;
+    c.device = Device::cuda(0);
+    if (configs.back().page_size == 64) {
+      c.seqlen_q = c.seqlen_new = 3;
+      c.causal = true;
+      c.num_splits = 2;
+    }
+    configs.push_back(c);
+  }
   return configs;
 }
 

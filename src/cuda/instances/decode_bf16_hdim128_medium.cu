@@ -1,0 +1,7 @@
+// Decoding kernel instance (KV-cache call): bf16, head_dim 128, the medium tile (paged caches in a few waves of units,
+// tiles.hpp).
+#include "cuda/decode/kernel.cuh"
+
+namespace flashattn::cuda {
+template void launch_decode<__nv_bfloat16, 128, DecodeWidth::kMedium>(const DecodeParams&, cudaStream_t);
+}
