@@ -1,7 +1,10 @@
 #include "cuda/host.hpp"
 
 #include <algorithm>
+#include <mutex>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include "cuda/backend.hpp"
 #include "cuda/tiles.hpp"
@@ -59,6 +62,18 @@ int kernel_head_dim(std::int64_t head_dim, std::int64_t head_dim_v) {
   }
   throw NotSupported("q: head_dim " + std::to_string(head_dim) + " / head_dim_v " + std::to_string(head_dim_v) +
                      ": this build has no CUDA kernel that large (compiled head dims: " + compiled_head_dims() + ")");
+}
+
+void allow_dynamic_shared_memory(const void* kernel, int bytes) {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  static std::mutex mutex;
+  static std::set<std::tuple<const void*, int, int>> allowed;  // (kernel, device, bytes)
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (allowed.count({kernel, device, bytes}) != 0) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+        "cudaFuncSetAttribute (dynamic shared memory)");
+  allowed.insert({kernel, device, bytes});
 }
 
 void check_compute_capability(int device, const DeviceTraits& traits) {

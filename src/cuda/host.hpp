@@ -35,6 +35,11 @@ struct DeviceTraits {
 
 DeviceTraits device_traits(int device);
 
+// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device; asks CUDA once per kernel,
+// device and size. The attribute belongs to the device's context: a once-per-process flag left every device but
+// the first without it, and their launches failed.
+void allow_dynamic_shared_memory(const void* kernel, int bytes);
+
 // The smallest compiled kernel head dimension that holds both head dimensions (NotSupported if none).
 int kernel_head_dim(std::int64_t head_dim, std::int64_t head_dim_v);
 // NotSupported below compute capability 8.0.

@@ -1,5 +1,6 @@
-// How the CUDA backend is reached and where its work runs: Backend::kAuto picks it for device tensors, and
-// every kernel of a call goes on AttentionOptions::stream, asynchronously to the host.
+// How the CUDA backend is reached and where its work runs: Backend::kAuto picks it for device tensors, every
+// kernel of a call goes on AttentionOptions::stream, asynchronously to the host, and every device of the machine
+// runs every call.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -9,11 +10,13 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "cuda_cases.hpp"
 #include "device_memory.hpp"
+#include "kvcache_cases.hpp"
 
 namespace flashattn::test {
 namespace {
@@ -40,6 +43,36 @@ TEST_F(CudaBackend, AutoPicksItForDeviceTensors) {
   Instance c = make_instance(stream_case());
   c.args.options.backend = Backend::kAuto;
   run_instance(c);
+}
+
+// Each device of the machine in turn, in one process: forward and backward (Hopper's forward kernel on an H100)
+// and the KV-cache call (the wide decoding tile, split, and the medium tile, paged), each launched with more
+// than 48 KB of dynamic shared memory. The allowance for that belongs to each device's context: the decoding
+// kernels once asked for it once per process, and their launches then failed on every device but the first.
+TEST_F(CudaBackend, CallsRunOnEveryDevice) {
+  int devices = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&devices), cudaSuccess);
+  if (devices < 2) GTEST_SKIP() << "one CUDA device: the test needs at least two";
+  for (int device = 0; device < devices; ++device) {
+    SCOPED_TRACE("device " + std::to_string(device));
+    Config attention = stream_case();
+    attention.device = Device::cuda(device);
+    run_case(attention);
+    KVCaseConfig split;
+    split.dtype = DType::kBFloat16;
+    split.cache_seqlens = {3000, 17};
+    split.heads_q = 8;
+    split.heads_kv = 2;
+    split.head_dim = split.head_dim_v = 128;
+    split.workspace = true;
+    split.device = Device::cuda(device);
+    run_kvcache_case(split);
+    KVCaseConfig paged = split;
+    paged.cache_seqlens.assign(40, 100);
+    paged.heads_q = paged.heads_kv = 8;
+    paged.page_size = 16;
+    run_kvcache_case(paged);
+  }
 }
 
 // Holds a stream in a host function until opened, so that nothing queued behind it can run.

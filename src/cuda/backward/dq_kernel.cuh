@@ -16,6 +16,7 @@
 #include "cuda/device/smem.cuh"
 #include "cuda/device/warp_gemm.cuh"
 #include "cuda/forward/kernel.cuh"
+#include "cuda/host.hpp"
 #include "cuda/params.hpp"
 #include "cuda/tiles.hpp"
 
@@ -171,7 +172,7 @@ void launch_backward_dq(const BackwardParams& p, cudaStream_t stream) {
   // Q and dO, then K[2] and V[2]: one Q-sized tile more than the forward's layout.
   constexpr int kSmemBytes = Shape::kSmemBytes + Shape::QLayout::kElements * static_cast<int>(sizeof(T));
   auto* kernel = &device::backward_dq_kernel<T, kHeadDim>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), kSmemBytes);
   const dim3 grid((p.seqlen_q + Shape::kBlockM - 1) / Shape::kBlockM, p.heads_q, p.batch);
   kernel<<<grid, Shape::kThreads, kSmemBytes, stream>>>(p);
 }

@@ -19,6 +19,7 @@
 #include "cuda/device/sequence.cuh"
 #include "cuda/device/smem.cuh"
 #include "cuda/device/warp_gemm.cuh"
+#include "cuda/host.hpp"
 #include "cuda/params.hpp"
 #include "cuda/tiles.hpp"
 
@@ -386,7 +387,7 @@ void launch_backward(const BackwardParams& p, bool accumulate_dq, cudaStream_t s
   constexpr BackwardTile kTile = backward_tile(kHeadDim);
   using Shape = BackwardKernelShape<T, kHeadDim>;
   auto* kernel = &device::backward_kernel<T, kHeadDim>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes);
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), Shape::kSmemBytes);
   const dim3 grid((p.seqlen_k + Shape::kBlockN - 1) / Shape::kBlockN, p.heads_kv, p.batch);
   kernel<<<grid, Shape::kThreads, Shape::kSmemBytes, stream>>>(p, accumulate_dq);
 }

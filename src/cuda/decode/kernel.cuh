@@ -20,6 +20,7 @@
 #include "cuda/device/ptx.cuh"
 #include "cuda/device/smem.cuh"
 #include "cuda/device/warp_gemm.cuh"
+#include "cuda/host.hpp"
 #include "cuda/tiles.hpp"
 
 namespace flashattn::cuda {
@@ -219,9 +220,8 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
 template <class T, int kHeadDim, DecodeWidth kWidth>
 void launch_decode(const DecodeParams& params, cudaStream_t stream) {
   using Config = device::DecodeConfig<T, kHeadDim, kWidth>;
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      device::decode_kernel<T, kHeadDim, kWidth>, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSmemBytes);
-  (void)configured;  // a failure here shows as the launch's error
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(&device::decode_kernel<T, kHeadDim, kWidth>),
+                              Config::kSmemBytes);
   const dim3 grid(static_cast<unsigned>(params.row_tiles * params.num_splits),
                   static_cast<unsigned>(params.problem.heads_kv), static_cast<unsigned>(params.problem.batch));
   device::decode_kernel<T, kHeadDim, kWidth><<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(params);

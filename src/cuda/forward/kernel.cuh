@@ -18,6 +18,7 @@
 #include "cuda/device/warp_gemm.cuh"
 #include "cuda/forward/mask.cuh"
 #include "cuda/forward/softmax.cuh"
+#include "cuda/host.hpp"
 #include "cuda/params.hpp"
 #include "cuda/tiles.hpp"
 
@@ -248,7 +249,7 @@ void launch_forward(const ForwardParams& p, cudaStream_t stream) {
   constexpr ForwardTile kTile = forward_tile(kHeadDim);
   using Shape = ForwardKernelShape<T, kHeadDim, kTile.warps, kTile.m_tiles, kTile.block_n, kTile.kv_stages>;
   auto* kernel = &device::forward_kernel<T, kHeadDim>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes);
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), Shape::kSmemBytes);
   const dim3 grid((p.seqlen_q + Shape::kBlockM - 1) / Shape::kBlockM, p.heads_q, p.batch * p.num_splits);
   kernel<<<grid, Shape::kThreads, Shape::kSmemBytes, stream>>>(p);
 }

@@ -104,8 +104,7 @@ void launch_hopper_forward(const ForwardParams& a, int multiprocessors, cudaStre
   order.heads_per_group = static_cast<int>(std::clamp<std::int64_t>(std::min(wave_heads, l2_heads), 1, order.heads));
 
   auto* kernel = &hopper_forward_kernel<T, kHeadDim, kLongSequences>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kAllocationBytes),
-        "cudaFuncSetAttribute (Hopper forward shared memory)");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), Shape::kAllocationBytes);
   const int blocks = std::min(order.units, multiprocessors);
   kernel<<<blocks, Shape::kThreads, Shape::kAllocationBytes, stream>>>(p);
 }

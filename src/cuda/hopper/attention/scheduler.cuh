@@ -29,31 +29,32 @@ struct TileScheduler {
 
   __device__ __forceinline__ Cursor next(const Cursor& cursor) const {
     if (cursor.second == 0 && order.paired) {
-      const int k = unit_step(cursor.unit);
+      const int k = place(cursor.unit).step;
       if (k != order.m_blocks - 1 - k) return {cursor.unit, 1};
     }
     return {cursor.unit + static_cast<int>(gridDim.x), 0};
   }
 
   __device__ __forceinline__ WorkTile at(const Cursor& cursor) const {
-    const int group_units = order.heads_per_group * order.units_per_head;
-    const int group = cursor.unit / group_units;
-    const int in_group = cursor.unit - group * group_units;
-    const int first_head = group * order.heads_per_group;
-    const int group_heads = min(order.heads_per_group, order.heads - first_head);
-    const int pair = first_head + in_group % group_heads;
-    const int k = in_group / group_heads;
-    const int m_block = cursor.second == 0 ? order.m_blocks - 1 - k : k;
-    return {m_block, pair % heads_q, pair / heads_q};
+    const UnitPlace unit = place(cursor.unit);
+    const int m_block = cursor.second == 0 ? order.m_blocks - 1 - unit.step : unit.step;
+    return {m_block, unit.pair % heads_q, unit.pair / heads_q};
   }
 
  private:
-  // The unit's index among its head's units.
-  __device__ __forceinline__ int unit_step(int unit) const {
+  // A unit's (batch, head) pair, batch-major, and its index among that pair's units.
+  struct UnitPlace {
+    int pair;
+    int step;
+  };
+
+  __device__ __forceinline__ UnitPlace place(int unit) const {
     const int group_units = order.heads_per_group * order.units_per_head;
     const int group = unit / group_units;
-    const int group_heads = min(order.heads_per_group, order.heads - group * order.heads_per_group);
-    return (unit - group * group_units) / group_heads;
+    const int in_group = unit - group * group_units;
+    const int first_head = group * order.heads_per_group;
+    const int group_heads = min(order.heads_per_group, order.heads - first_head);
+    return {first_head + in_group % group_heads, in_group / group_heads};
   }
 };
 
