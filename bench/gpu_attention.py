@@ -69,13 +69,17 @@ def forward_flops(batch, heads, seqlen, head_dim, causal):
     return flops / 2.0 if causal else flops
 
 
-def timed_ms(call, count, flush_buffer):
-    """CUDA-event times of count calls of call() in milliseconds, the L2 cache flushed before each."""
+def timed_ms(call, count, flush_buffer, host_cover_cycles=0):
+    """CUDA-event times of count calls of call() in milliseconds, the L2 cache flushed before each. With
+    host_cover_cycles, each is queued behind a GPU-side wait of that many clock cycles, so that the host's time
+    to queue the flush and the call is not timed (gpu_decode.py)."""
     import torch
 
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
     for start, end in zip(starts, ends):
+        if host_cover_cycles:
+            torch.cuda._sleep(host_cover_cycles)
         flush_buffer.zero_()
         start.record()
         call()

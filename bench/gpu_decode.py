@@ -65,23 +65,6 @@ def copy_bandwidth(flush_buffer, reps):
     return 2 * COPY_BYTES / (ms * 1e-3) / 1e12
 
 
-def gpu_timed_ms(call, count, flush_buffer):
-    """CUDA-event times of count calls in milliseconds, the L2 flushed before each, each queued behind a
-    GPU-side wait so that the host's time to queue it is not timed."""
-    import torch
-
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    for start, end in zip(starts, ends):
-        torch.cuda._sleep(HOST_COVER_CYCLES)
-        flush_buffer.zero_()
-        start.record()
-        call()
-        end.record()
-    torch.cuda.synchronize()
-    return [start.elapsed_time(end) for start, end in zip(starts, ends)]
-
-
 def host_us(call, count):
     """Wall time per call of count calls queued back to back (no synchronisation between them), microseconds."""
     import torch
@@ -144,7 +127,7 @@ def measure_point(flashattn_module, batch, seqlen, args, dtype, flush_buffer):
         for entry in timed:
             if "error" not in entry["row"]:
                 try:
-                    entry["ms"] += gpu_timed_ms(entry["call"], count, flush_buffer)
+                    entry["ms"] += timed_ms(entry["call"], count, flush_buffer, HOST_COVER_CYCLES)
                     entry.setdefault("host_us", []).append(host_us(entry["call"], count))
                 except Exception as error:
                     entry["row"]["error"] = error_text(error)
