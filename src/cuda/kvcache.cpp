@@ -22,6 +22,11 @@ namespace {
 // since the combine reads the splits' states in parallel (merge.cuh): at batch 1 x 512 keys four one-tile splits
 // beat two of two tiles (H100, 2026-11-26: paged 13.3 against 14.9 us, contiguous 12.9 against 13.2).
 constexpr std::int64_t kMinTilesPerSplit = 1;
+// Contiguous caches of at most this many key tiles run unsplit: a block's few tiles cost less than the combine's
+// launch (H100, 2026-11-26: batch 4 x 512 keys 13.9 us unsplit against 15.2-15.4 with 2 or 4 splits; 1 x 512
+// 12.7 against 12.8-13.4). Paged ones still split: each tile's copies wait for its page lookups (4 x 512 paged
+// 17.5 unsplit, 15.9 with 4 splits).
+constexpr std::int64_t kMaxUnsplitContiguousTiles = 4;
 // Accept a split count once its last wave fills this share of the SMs' block slots.
 constexpr double kMinWaveFill = 0.9;
 // The narrow tile from this many (sequence, KV head, row tile) units per SM on (tiles.hpp: it won at 15.5 units
@@ -50,6 +55,7 @@ int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const D
   const std::int64_t slots = traits.multiprocessors;
   const std::int64_t tile_keys = tile.tile_keys();
   const std::int64_t key_tiles = (p.cache.capacity + tile_keys - 1) / tile_keys;
+  if (p.cache.page_size == 0 && key_tiles <= kMaxUnsplitContiguousTiles) return 1;
   const std::int64_t most = std::clamp<std::int64_t>(key_tiles / kMinTilesPerSplit, 1, kMaxDecodeSplits);
   std::int64_t chosen = most;
   for (std::int64_t splits = 1; splits <= most; ++splits) {
