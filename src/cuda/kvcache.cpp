@@ -19,8 +19,8 @@ namespace flashattn::cuda {
 namespace {
 
 // At most kMaxDecodeSplits splits (tiles.hpp), each of at least kMinTilesPerSplit key tiles. One tile is enough
-// since the combine reads the splits' states in parallel (merge.cuh): at batch 1 x 512 keys four one-tile splits
-// beat two of two tiles (H100, 2026-11-26: paged 13.3 against 14.9 us, contiguous 12.9 against 13.2).
+// since the combine reads the splits' states in parallel (merge.cuh): at batch 1 x 512 keys, paged, four one-tile
+// splits beat two of two tiles (H100, 2026-11-26: 13.3 against 14.9 us).
 constexpr std::int64_t kMinTilesPerSplit = 1;
 // Contiguous caches of at most this many key tiles run unsplit: a block's few tiles cost less than the combine's
 // launch (H100, 2026-11-26: batch 4 x 512 keys 13.9 us unsplit against 15.2-15.4 with 2 or 4 splits; 1 x 512
