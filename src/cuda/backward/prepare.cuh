@@ -60,8 +60,7 @@ __global__ void __launch_bounds__(kRowPassThreads) backward_prepare_kernel(const
       dot += o.x * g.x + o.y * g.y;
     }
   }
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+  dot = warp_all_sum(dot);
   if (lane == 0) {
     const float lse = p.lse.data[batch * p.lse.batch_stride + head * p.lse.head_stride + t];
     p.dot_do_o.data[item] = dot;

@@ -26,16 +26,6 @@ inline constexpr int kMergeThreads = kMergeWarps * kWarpSize;
 // The combine's channels per lane: one 16-byte load of each split's fp32 row (head_dim_v is a multiple of 8).
 inline constexpr int kCombineChannels = 4;
 
-__device__ __forceinline__ float warp_all_max(float x) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  return x;
-}
-
-__device__ __forceinline__ float warp_all_sum(float x) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
-
 // The running merge of states: add() each (lse, out pair) in any order, then out() and lse().
 struct StateMerge {
   float max_lse = -std::numeric_limits<float>::infinity();

@@ -66,8 +66,7 @@ struct DecodeSoftmax {
           tile_max = fmaxf(tile_max, x);
         }
       }
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      tile_max = quad_max(tile_max);
       const float new_max = fmaxf(max[half], tile_max);
       const float base = new_max == -CUDART_INF_F ? 0.0f : new_max;  // no key yet: keep exp2 away from NaN
       const float rescale = fast_exp2(max[half] - base);
@@ -95,9 +94,7 @@ struct DecodeSoftmax {
   __device__ __forceinline__ void share(float* row_max, float* row_sum, int lane) {
 #pragma unroll
     for (int half = 0; half < kRowsPerLane; ++half) {
-      float total = sum[half];
-      total += __shfl_xor_sync(0xffffffffu, total, 1);
-      total += __shfl_xor_sync(0xffffffffu, total, 2);
+      const float total = quad_sum(sum[half]);
       if (lane % 4 == 0) {
         row_max[lane / 4 + 8 * half] = max[half];
         row_sum[lane / 4 + 8 * half] = total;

@@ -1,12 +1,15 @@
 // Thin wrappers over the PTX instructions the portable (sm_80+) kernels are built from: the bf16/fp16
 // tensor-core mma, ldmatrix and cp.async. Each wrapper is one instruction; the fragment layouts they
-// produce are those of the PTX ISA ("Matrix fragments for mma.m16n8k16").
+// produce are those of the PTX ISA ("Matrix fragments for mma.m16n8k16"). Then the reductions over a quad
+// of lanes and over the whole warp, by shuffles.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
+
+#include "cuda/tiles.hpp"
 
 namespace flashattn::cuda::device {
 
@@ -108,6 +111,30 @@ __device__ __forceinline__ void atomic_add_pair(float* address, float first, flo
   asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(address), "f"(first) : "memory");
   asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(address + 1), "f"(second) : "memory");
 #endif
+}
+
+// The maximum and the sum of x over a quad of lanes (4i .. 4i + 3: the lanes holding one row of an m16n8
+// accumulator), in each of its lanes.
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// The maximum and the sum of x over the warp's 32 lanes, in every lane.
+__device__ __forceinline__ float warp_all_max(float x) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+__device__ __forceinline__ float warp_all_sum(float x) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
 }
 
 }  // namespace flashattn::cuda::device

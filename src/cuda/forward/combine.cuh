@@ -36,17 +36,13 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const __grid_c
   for (int s = lane; s < p.num_splits; s += kWarpSize) {
     max_lse = fmaxf(max_lse, p.lse_partial.data[s * p.partial_split_stride + item]);
   }
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, offset));
-  }
+  max_lse = warp_all_max(max_lse);
   const float base = max_lse == -CUDART_INF_F ? 0.0f : max_lse;
   float sum = 0.0f;
   for (int s = lane; s < p.num_splits; s += kWarpSize) {
     sum += exp2f((p.lse_partial.data[s * p.partial_split_stride + item] - base) * kLog2e);
   }
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  sum = warp_all_sum(sum);
   const float lse = sum > 0.0f ? base + logf(sum) : -CUDART_INF_F;
 
   float acc[kMaxChannelsPerLane] = {};

@@ -9,15 +9,6 @@
 
 namespace flashattn::cuda::device {
 
-__device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-
 template <int kMTiles>
 struct OnlineSoftmax {
   // Per row: the running maximum of the scores as given (multiply by `scale` for log2 units) and this
