@@ -2,7 +2,11 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cmath>
 #include <set>
+
+#include "device_memory.hpp"
+#include "reference/reference.hpp"
 
 namespace flashattn::test {
 
@@ -51,6 +55,16 @@ Config cuda_case(DType dtype, std::int64_t batch, std::int64_t seqlen_q, std::in
   c.head_dim = head_dim;
   c.head_dim_v = head_dim;
   return c;
+}
+
+testing::AssertionResult still_poisoned(const std::string& what, const Tensor& t) {
+  const Storage& storage = *t.storage;
+  for (std::int64_t e = 0; e < storage.elements(); ++e) {
+    if (!std::isnan(reference::load_element(storage.at(e), storage.dtype))) {
+      return testing::AssertionFailure() << what << " was written before the call was rejected";
+    }
+  }
+  return device_guards_intact(storage);
 }
 
 }  // namespace flashattn::test

@@ -39,6 +39,10 @@ using CudaCaseTest = CudaParamTest<Config>;
 // repeats one of the grid's is left out.
 std::vector<Config> on_cuda(const std::vector<Config>& grid);
 
+// What a rejected call must leave of an output: every element of t's storage (read back from the device by the
+// caller) still the NaN it was poisoned with, and the device guards around it intact. `what` names it.
+testing::AssertionResult still_poisoned(const std::string& what, const Tensor& t);
+
 // A batched case on CUDA device 0, head_dim_v = head_dim, every option at its default.
 Config cuda_case(DType dtype, std::int64_t batch, std::int64_t seqlen_q, std::int64_t seqlen_k, std::int64_t heads_q,
                  std::int64_t heads_kv, std::int64_t head_dim);
