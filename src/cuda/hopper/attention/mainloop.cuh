@@ -37,7 +37,11 @@ class AttentionConsumer {
  public:
   __device__ __forceinline__ AttentionConsumer(const AttentionStorage<Shape>& smem, const HopperForwardParams& p,
                                                int consumer)
-      : smem_(smem), p_(p), consumer_(consumer), lane_(static_cast<int>(threadIdx.x) % kWarpSize) {
+      : smem_(smem),
+        p_(p),
+        consumer_(consumer),
+        lane_(static_cast<int>(threadIdx.x) % kWarpSize),
+        output_offset_(output_thread_offset(smem, consumer)) {
     s_.zero();  // the first Q K^T overwrites S (accumulate off) but its asm reads the registers
   }
 
@@ -158,7 +162,8 @@ class AttentionConsumer {
     float inverse_sum[1][2];
     float lse[1][2];
     softmax_.finish(inverse_sum, lse, tile_.softmax_scale);
-    store_output<Shape>(smem_, p_, tile_.work, consumer_, o_, inverse_sum, lse);
+    store_output<Shape>(smem_, p_, consumer_, output_offset_,
+                        pack_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse));
   }
 
   // The last P V of the tile, on its own.
@@ -289,6 +294,7 @@ class AttentionConsumer {
   const HopperForwardParams& p_;
   const int consumer_;
   const int lane_;
+  const std::uint32_t output_offset_;  // where this thread's output stores start (epilogue.cuh)
   PipelineState<Shape::kQStages> q_read_;
   PipelineState<Shape::kStages> k_read_;
   PipelineState<Shape::kStages> v_read_;

@@ -74,8 +74,9 @@ struct AttentionShape {
   static_assert(kBlockN == 64 || kBlockN == 80 || kBlockN == 128 || kBlockN == 256,
                 "Q K^T is one wgmma N of 64, 80, 128 or 256");
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "P V is one wgmma N of 64, 128 or 256");
-  static_assert(kQPanelBytes % kSwizzle128AtomBytes == 0 && kKvPanelBytes % kSwizzle128AtomBytes == 0,
-                "every swizzled panel must start on a 1024-byte boundary");
+  static_assert(kQPanelBytes % kSwizzle128AtomBytes == 0 && kKvPanelBytes % kSwizzle128AtomBytes == 0 &&
+                    kOutputOffset % kSwizzle128AtomBytes == 0 && kOutputBoxBytes % kSwizzle128AtomBytes == 0,
+                "every swizzled panel and output box must start on a 1024-byte boundary");
   static_assert(kProducerRegisters + kConsumers * kConsumerRegisters <= kRegistersPerMultiprocessor / kWarpgroupThreads,
                 "the register budgets exceed the multiprocessor's register file");
   static_assert(kAllocationBytes <= kMaxBlockSharedBytes, "shared memory above the 227 KiB a block may have");
