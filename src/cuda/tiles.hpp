@@ -64,6 +64,9 @@ struct HopperForwardTile {
   int consumer_registers;
   bool overlap;
   bool ping_pong;
+  // The softmax reduces each thread's share of a row as a tree rather than value by value (forward/softmax.cuh,
+  // RowReduction, where the measurements are).
+  bool tree_reductions;
 };
 
 // Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
@@ -101,10 +104,10 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            (same call, 2026-11-26 19:25 UTC; the n176 wgmma is gone with it).
   //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
   //            read K and Q from shared memory as fast as it can deliver).
-  if (head_dim <= 64 && long_sequences) return {192, 80, 3, 24, 160, true, false};
-  if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true};
-  if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true};
-  return {128, 80, 2, 24, 240, true, true};
+  if (head_dim <= 64 && long_sequences) return {192, 80, 3, 24, 160, true, false, false};
+  if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true, true};
+  if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true, true};
+  return {128, 80, 2, 24, 240, true, true, false};
 }
 
 // Whether a long-sequence tile different from the default one is compiled for `head_dim` (instances/*_m192.cu).

@@ -303,7 +303,9 @@ class AttentionConsumer {
   ScoreTile s_;
   OutputTile o_;
   std::uint32_t p_fragments_[kPSteps][4];
-  device::OnlineSoftmax<1> softmax_;
+  device::OnlineSoftmax<1,
+                        Shape::kTile.tree_reductions ? device::RowReduction::kTree : device::RowReduction::kSequential>
+      softmax_;
 };
 
 }  // namespace flashattn::cuda::hopper
