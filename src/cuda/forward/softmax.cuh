@@ -12,8 +12,8 @@ namespace flashattn::cuda::device {
 // How a thread reduces its share of a row (2 x kNTiles values) to its maximum and sum. kSequential: one value
 // after the other (kNTiles - 1 dependent steps and more). kTree: pairs, then a balanced tree (log2 kNTiles
 // steps); the sum's rounding differs. Measured on an H100 (Hopper forward, same call, 2026-11-26): the tree
-// gained 1.6-3.3 % on the 128 x 128 tiles at d = 64 and 1-3 % at d = 128, and lost 12 % on the 192 x 80 d = 64
-// tile (three consumers at 160 registers); the portable kernels' d = 128 lost 2 %.
+// gained 1.6-3.3 % on the 128 x 128 tiles at d = 64 and 1-3 % at d = 128, lost 12 % on the 192 x 80 d = 64
+// tile (three consumers at 160 registers), was within 1 % at d = 256, and the portable kernels' d = 128 lost 2 %.
 enum class RowReduction { kSequential, kTree };
 
 // v[0] op v[1] op ... op v[N - 1] as a balanced tree, overwriting v.
