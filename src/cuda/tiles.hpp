@@ -80,13 +80,14 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
                            FLASHATTN_DEV_HOPPER_M == 192 ? 160 : 240};
     tile.overlap = FLASHATTN_DEV_HOPPER_OVERLAP;
     tile.ping_pong = FLASHATTN_DEV_HOPPER_PINGPONG;
+    tile.tree_reductions = FLASHATTN_DEV_HOPPER_TREE;
     return tile;
   }
 #endif
   // Shared memory: Q (block_m x d, one or two buffers), 2 x stages x block_n x d for K and V and the output
   // buffer, at most 227 KiB (hopper/attention/shape.cuh); registers per consumer thread: O (d / 2), S
   // (block_n / 2) and P (block_n / 4) of its 64 rows; 24 + 2 x 240 = 504 of the 512 per warpgroup lane.
-  // FLASHATTN_DEV_HOPPER_{M,N,STAGES,OVERLAP,PINGPONG} build a variant. Measured on an H100 (bf16, batch x
+  // FLASHATTN_DEV_HOPPER_{M,N,STAGES,OVERLAP,PINGPONG,TREE} build a variant. Measured on an H100 (bf16, batch x
   // seqlen = 16k, forward TFLOP/s at seqlen 1k / 2k / 4k / 16k, non-causal), 2026-11-26:
   //   d = 64:  128 x 128, 3 stages 385 / 422 / 442 / 454; 192 x 80 (three consumers at 160 registers, no
   //            ping-pong: the long-sequence tile) 365 / 425 / 452 / 497 (same call: a partial last query tile
