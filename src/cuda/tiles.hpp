@@ -70,8 +70,16 @@ struct HopperForwardTile {
 };
 
 // Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
-// (hopper_long_tile): its 192-row query tiles leave a partial last tile that costs at short lengths.
-inline constexpr int kHopperLongTileSeqlen = 8192;
+// (hopper_long_tile), by whether a causal mask or a window limits the keys. Its 192-row query tiles leave a
+// partial last tile, which costs most under a mask, where the last tile has the most keys: d = 64 on an H200,
+// same call, 2026-11-26 23:08 UTC, against the 128-row tile: causal 0.85 at 1k, 1.04 at 1.5k, 0.90 at 2k, 1.07
+// at 3k, 1.03 at 4k; without a mask 1.00 at 1k and 1.09-1.12 from 1.5k to 4k.
+inline constexpr int kHopperLongTileSeqlen = 1024;
+inline constexpr int kHopperLongTileMaskedSeqlen = 4096;
+
+constexpr int hopper_long_tile_seqlen(bool masked) {
+  return masked ? kHopperLongTileMaskedSeqlen : kHopperLongTileSeqlen;
+}
 
 constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequences = false) {
 #if defined(FLASHATTN_DEV_HOPPER_N)
@@ -89,11 +97,15 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   // (block_n / 2) and P (block_n / 4) of its 64 rows; 24 + 2 x 240 = 504 of the 512 per warpgroup lane.
   // FLASHATTN_DEV_HOPPER_{M,N,STAGES,OVERLAP,PINGPONG,TREE} build a variant. Measured on an H100 (bf16, batch x
   // seqlen = 16k, forward TFLOP/s at seqlen 1k / 2k / 4k / 16k, non-causal), 2026-11-26:
-  //   d = 64:  128 x 128, 3 stages 385 / 422 / 442 / 454; 192 x 80 (three consumers at 160 registers, no
-  //            ping-pong: the long-sequence tile) 365 / 425 / 452 / 497 (same call: a partial last query tile
-  //            of 192 rows costs at short lengths); causal 284 / 350 / 402 / 449 against 243 / 317 / 389 / 460; 128 x
-  //            192, 2 stages 343 / 419 / 445 / 477 (another call; it spilled 120 bytes; the n192 wgmma is gone with
-  //            it). Same call, 19:38 UTC, 1k / 2k / 4k, no mask (causal): 128 x 128, 3 stages 385 / 422 / 444
+  //   d = 64:  the long-sequence tile is 192 x 128, 2 stages, without `overlap` (three consumers at 160
+  //            registers, no ping-pong: the three take turns at the tensor cores by themselves; with `overlap` it
+  //            spilled 394 bytes). H200, same call, 23:06 UTC, at 1k / 2k / 4k / 8k / 16k: 394 / 466 / 484 / 514 /
+  //            514 (causal 240 / 323 / 414 / 454 / 477) against 394 / 430 / 445 / 454 / 456 (281 / 357 / 401 / 409
+  //            / 427) for the tiles before it (128 x 128 below 8k, then 192 x 80 with `overlap`); 3 stages 1 %
+  //            slower, tree reductions 2-4 % slower, 192 x 80 without `overlap` 13-15 % slower from 2k. Earlier, on
+  //            an H100: 128 x 128, 3 stages 385 / 422 / 442 / 454 at 1k / 2k / 4k / 16k; 128 x 192, 2 stages 343 /
+  //            419 / 445 / 477 (another call; it spilled 120 bytes; the n192 wgmma is gone with it). Same call,
+  //            19:38 UTC, 1k / 2k / 4k, no mask (causal): 128 x 128, 3 stages 385 / 422 / 444
   //            (285 / 352 / 400); without `ping_pong` 393 / 428 / 452 (285 / 348 / 399), a candidate not yet
   //            run through the GPU tests; 2 stages 384 / 418 / 441 (284 / 350 / 395); 128 x 80, 4 stages 351 /
   //            383 / 402 (241 / 317 / 361). cuDNN 439-491 (341-443).
@@ -105,7 +117,7 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            (same call, 2026-11-26 19:25 UTC; the n176 wgmma is gone with it).
   //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
   //            read K and Q from shared memory as fast as it can deliver).
-  if (head_dim <= 64 && long_sequences) return {192, 80, 3, 24, 160, true, false, false};
+  if (head_dim <= 64 && long_sequences) return {192, 128, 2, 24, 160, false, false, false};
   if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true, true};
   if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true, true};
   return {128, 80, 2, 24, 240, true, true, false};

@@ -111,10 +111,19 @@ std::vector<Config> hopper_grid() {
   c.layout = Layout::kPaddedAligned;
   c.softcap = 2.0f;
   configs.push_back(c);
-  // From 8192 queries d = 64 runs on the long-sequence tile: 192 rows, three consumer warpgroups.
+  // d = 64 runs on the long-sequence tile (192 rows, three consumer warpgroups, one product at a time) from 1024
+  // queries without a mask and from 4096 under one (tiles.hpp).
   configs.push_back(cuda_case(kBf16, 1, 8192, 600, 2, 1, 64));
+  c = cuda_case(kFp16, 2, 1100, 1300, 4, 2, 64);  // a last query tile of 140 rows
+  c.softcap = 3.0f;
+  configs.push_back(c);
   c = cuda_case(kFp16, 1, 8200, 700, 2, 2, 48);  // bottom-right: the first 7500 rows see no key
   c.causal = true;
+  configs.push_back(c);
+  c = cuda_case(kBf16, 1, 4200, 4300, 2, 2, 64);
+  c.window_left = 500;
+  c.window_right = 64;
+  c.alibi = Alibi::kPerHead;
   configs.push_back(c);
   return configs;
 }
