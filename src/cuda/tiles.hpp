@@ -71,11 +71,13 @@ struct HopperForwardTile {
 
 // Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
 // (hopper_long_tile), by whether a causal mask or a window limits the keys. Its 192-row query tiles leave a
-// partial last tile, which costs most under a mask, where the last tile has the most keys: d = 64 on an H200,
-// same call, 2026-11-26 23:08 UTC, against the 128-row tile: causal 0.85 at 1k, 1.04 at 1.5k, 0.90 at 2k, 1.07
-// at 3k, 1.03 at 4k; without a mask 1.00 at 1k and 1.09-1.12 from 1.5k to 4k.
+// partial tile, which costs most under a mask: d = 64 on an H200, same call, 2026-11-26 23:08 UTC, against the
+// 128-row tile: causal 0.85 at 1k, 1.04 at 1.5k, 0.90 at 2k, 1.07 at 3k, 1.03 at 4k; without a mask 1.00 at 1k
+// and 1.09-1.12 from 1.5k to 4k. With the partial tile first under a causal mask (hopper/attention/kernel.cuh),
+// H100, same call, 2026-11-26 23:57 UTC, against the 128-row tile: 0.94 at 2k, 1.00 at 2.5k, 1.08 at 3k, 1.02 at
+// 3.5k.
 inline constexpr int kHopperLongTileSeqlen = 1024;
-inline constexpr int kHopperLongTileMaskedSeqlen = 4096;
+inline constexpr int kHopperLongTileMaskedSeqlen = 3072;
 
 constexpr int hopper_long_tile_seqlen(bool masked) {
   return masked ? kHopperLongTileMaskedSeqlen : kHopperLongTileSeqlen;
@@ -106,9 +108,11 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            an H100: 128 x 128, 3 stages 385 / 422 / 442 / 454 at 1k / 2k / 4k / 16k; 128 x 192, 2 stages 343 /
   //            419 / 445 / 477 (another call; it spilled 120 bytes; the n192 wgmma is gone with it). Same call,
   //            19:38 UTC, 1k / 2k / 4k, no mask (causal): 128 x 128, 3 stages 385 / 422 / 444
-  //            (285 / 352 / 400); without `ping_pong` 393 / 428 / 452 (285 / 348 / 399), a candidate not yet
-  //            run through the GPU tests; 2 stages 384 / 418 / 441 (284 / 350 / 395); 128 x 80, 4 stages 351 /
-  //            383 / 402 (241 / 317 / 361). cuDNN 439-491 (341-443).
+  //            (285 / 352 / 400); without `ping_pong` 393 / 428 / 452 (285 / 348 / 399); 2 stages 384 / 418 /
+  //            441 (284 / 350 / 395); 128 x 80, 4 stages 351 / 383 / 402 (241 / 317 / 361). cuDNN 439-491
+  //            (341-443). The 128-row tile is without `ping_pong` since: with the tree reductions, H100, same
+  //            call, 23:57 UTC, causal +2.2 / +0.8 / +1.3 / +1.9 % at 1k / 1.5k / 2k / 3k, without a mask within
+  //            0.5 % (a second copy of the same library: within 0.8 %).
   //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
   //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
   //            4k / 16k; without `ping_pong` within 1 % (same call). 128 x 176 (FA3's non-causal tile; one Q
@@ -118,7 +122,7 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
   //            read K and Q from shared memory as fast as it can deliver).
   if (head_dim <= 64 && long_sequences) return {192, 128, 2, 24, 160, false, false, false};
-  if (head_dim <= 64) return {128, 128, 3, 24, 240, true, true, true};
+  if (head_dim <= 64) return {128, 128, 3, 24, 240, true, false, true};
   if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true, true};
   return {128, 80, 2, 24, 240, true, true, false};
 }

@@ -119,6 +119,10 @@ std::vector<Config> sanitizer_grid() {
   // On an H100: d = 64's 192-row Hopper tile (from 1024 queries without a mask), three consumer warpgroups; enough
   // query tiles that the portable kernel would not split the keys, which would keep the call off the Hopper kernel.
   configs.push_back(cuda_case(kFp16, 3, 1100, 300, 8, 2, 64));
+  // Causal: the first of the nine 128-row query tiles begins 64 rows before the sequence (hopper/attention/kernel.cuh).
+  c = cuda_case(kBf16, 3, 1050, 1050, 8, 2, 64);
+  c.causal = true;
+  configs.push_back(c);
   return configs;
 }
 

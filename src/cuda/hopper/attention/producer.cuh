@@ -65,7 +65,7 @@ class AttentionProducer {
 #pragma unroll
     for (int panel = 0; panel < Shape::kPanels; ++panel) {
       tma_load_4d(smem_.q(q_write_.stage) + panel * Shape::kQPanelBytes, &p_.q_map, full, panel * Shape::kPanelColumns,
-                  tile.m_block * Shape::kBlockM, tile.head, tile.batch);
+                  tile.first_row, tile.head, tile.batch);
     }
     q_write_.advance();
   }

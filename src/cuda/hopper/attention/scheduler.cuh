@@ -9,7 +9,7 @@
 namespace flashattn::cuda::hopper {
 
 struct WorkTile {
-  int m_block;
+  int first_row;  // of the query tile in the sequence; negative where the first tile begins before it
   int head;
   int batch;
 };
@@ -38,7 +38,7 @@ struct TileScheduler {
   __device__ __forceinline__ WorkTile at(const Cursor& cursor) const {
     const UnitPlace unit = place(cursor.unit);
     const int m_block = cursor.second == 0 ? order.m_blocks - 1 - unit.step : unit.step;
-    return {m_block, unit.pair % heads_q, unit.pair / heads_q};
+    return {m_block * order.block_m - order.row_shift, unit.pair % heads_q, unit.pair / heads_q};
   }
 
  private:
@@ -58,8 +58,9 @@ struct TileScheduler {
   }
 };
 
-// What the producer and the consumers both derive from a work tile: its sequence, mask, query rows and the
-// key tiles [key_tile_begin, key_tile_end) that those rows see.
+// What the producer and the consumers both derive from a work tile: its sequence, mask, query rows [m0, m0 + rows)
+// (the rows before the sequence's start, if any, included) and the key tiles [key_tile_begin, key_tile_end) that
+// those rows see.
 struct TileWork {
   WorkTile tile;
   device::Sequence seq;
@@ -78,9 +79,9 @@ __device__ __forceinline__ TileWork describe(const ForwardParams& p, const WorkT
   work.tile = tile;
   work.seq = device::Sequence::of(p, tile.batch);
   work.mask = device::MaskPolicy::of(p, work.seq);
-  work.m0 = tile.m_block * kBlockM;
+  work.m0 = tile.first_row;
   work.rows = min(kBlockM, work.seq.seqlen_q - work.m0);
-  work.mask.key_tiles<kBlockN>(work.m0, work.m0 + work.rows, work.key_tile_begin, work.key_tile_end);
+  work.mask.key_tiles<kBlockN>(max(work.m0, 0), work.m0 + work.rows, work.key_tile_begin, work.key_tile_end);
   return work;
 }
 
