@@ -110,9 +110,9 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            19:38 UTC, 1k / 2k / 4k, no mask (causal): 128 x 128, 3 stages 385 / 422 / 444
   //            (285 / 352 / 400); without `ping_pong` 393 / 428 / 452 (285 / 348 / 399); 2 stages 384 / 418 /
   //            441 (284 / 350 / 395); 128 x 80, 4 stages 351 / 383 / 402 (241 / 317 / 361). cuDNN 439-491
-  //            (341-443). The 128-row tile is without `ping_pong` since: with the tree reductions, H100, same
-  //            call, 23:57 UTC, causal +2.2 / +0.8 / +1.3 / +1.9 % at 1k / 1.5k / 2k / 3k, without a mask within
-  //            0.5 % (a second copy of the same library: within 0.8 %).
+  //            (341-443). The 128-row tile runs without `ping_pong` since session 11: with the tree reductions,
+  //            H100, same call, 23:57 UTC, causal +2.2 / +0.8 / +1.3 / +1.9 % at 1k / 1.5k / 2k / 3k, without a
+  //            mask within 0.6 % (a second copy of the same library read -1.5 to +0.8 %).
   //   d = 128: 128 x 128, 2 stages, two Q buffers 563 / 626 / 658 at 1k / 2k / 4k; 3 stages with one Q
   //            buffer 543 / 626 / 668 (same call). Without `overlap` 6 / 10 / 12 / 14 % slower at 1k / 2k /
   //            4k / 16k; without `ping_pong` within 1 % (same call). 128 x 176 (FA3's non-causal tile; one Q
