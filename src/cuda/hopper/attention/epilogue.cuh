@@ -1,9 +1,11 @@
-// A consumer warpgroup's epilogue (write_output): its 64 rows of O normalised and rounded to the input type in
-// registers, the LSE written straight from registers, the rows put into the consumer's output boxes (shape.cuh:
-// its own buffer, or its rows of Q's panels) in the 128-byte swizzle the O tensor map expects, and the copy engine
-// takes them out, clipping rows past the sequence; a consumer whose rows lie before its start (the first query
-// tile under a causal mask, kernel.cuh) writes nothing. (Holding the packed rows until the next tile's second products
-// were issued, so that the stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.)
+// A consumer warpgroup's epilogue, in two steps: pack_output normalises its 64 rows of O, rounds them to the input
+// type in registers and writes the LSE straight from registers; store_output puts the packed rows into the
+// consumer's output boxes (shape.cuh: its own buffer, or its rows of Q's panels) in the 128-byte swizzle the O
+// tensor map expects, and the copy engine takes them out, clipping rows past the sequence. A consumer whose rows lie
+// before the sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither. Merged into one
+// function, the two steps made d = 128 0.4-1.9 % slower and d = 256 spill 20 bytes instead of 16 (H100, same call,
+// 2026-11-27 00:19 UTC). (Holding the packed rows until the next tile's second products were issued, so that the
+// stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.)
 #pragma once
 
 #include "cuda/device/ptx.cuh"
@@ -13,6 +15,51 @@
 #include "cuda/hopper/tma.cuh"
 
 namespace flashattn::cuda::hopper {
+
+// One consumer's rows of a work tile's output, normalised and in the input type, and where they go.
+template <class Shape>
+struct PackedOutput {
+  // (8-channel fragment, half): the two channels this thread holds of row warp_row + 8 * half.
+  std::uint32_t pairs[Shape::kHeadDim / 8][2];
+  int row_begin;  // the consumer's first row in the sequence
+  int head;
+  int batch;
+  bool any_rows;  // row_begin is inside the sequence (a consumer's rows are all inside it or all before it)
+};
+
+template <class Shape>
+__device__ __forceinline__ PackedOutput<Shape> pack_output(const HopperForwardParams& p, const TileWork& work,
+                                                           int consumer,
+                                                           const device::Accumulator<1, Shape::kHeadDim / 8>& o,
+                                                           const float (&inverse_sum)[1][2], const float (&lse)[1][2]) {
+  using T = typename Shape::Element;
+  const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
+  const int lane = thread % kWarpSize;
+  const int warp_row = (thread / kWarpSize) * 16 + lane / 4;  // this thread's first row among the 64
+  const ForwardParams& a = p.attention;
+  PackedOutput<Shape> out;
+  out.row_begin = work.m0 + consumer * kWgmmaM;
+  out.head = work.tile.head;
+  out.batch = work.tile.batch;
+  out.any_rows = out.row_begin >= 0 && out.row_begin < work.seq.seqlen_q;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = out.row_begin + warp_row + 8 * half;
+    if (lane % 4 == 0 && row >= 0 && row < work.seq.seqlen_q) {
+      a.lse.data[work.seq.row_index(a.lse.batch_stride, a.lse.head_stride, work.tile.batch, work.tile.head, row)] =
+          lse[0][half];
+    }
+  }
+#pragma unroll
+  for (int fragment = 0; fragment < Shape::kHeadDim / 8; ++fragment) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      out.pairs[fragment][half] = device::pack_pair<T>(o.c[0][fragment][2 * half] * inverse_sum[0][half],
+                                                       o.c[0][fragment][2 * half + 1] * inverse_sum[0][half]);
+    }
+  }
+  return out;
+}
 
 // Output boxes are 1024-byte aligned, and the 128-byte swizzle XORs a row's index within its 8-row atom into the
 // chunk bits (4-6) of its byte offset, which neither the box, the row's other bits nor the lane's 4-byte column
@@ -35,37 +82,12 @@ __device__ __forceinline__ std::uint32_t output_thread_offset(const AttentionSto
 }
 
 template <class Shape>
-__device__ __forceinline__ void write_output(const AttentionStorage<Shape>& smem, const HopperForwardParams& p,
-                                             const TileWork& work, int consumer, std::uint32_t thread_offset,
-                                             const device::Accumulator<1, Shape::kHeadDim / 8>& o,
-                                             const float (&inverse_sum)[1][2], const float (&lse)[1][2]) {
-  using T = typename Shape::Element;
+__device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem, const HopperForwardParams& p,
+                                             int consumer, std::uint32_t thread_offset,
+                                             const PackedOutput<Shape>& out) {
   constexpr int kChunksPerRow = static_cast<int>(kSwizzle128RowBytes) / kOutputChunkBytes;
   constexpr std::uint32_t kHalfBytes = kOutputRowsPerSwizzleAtom * kSwizzle128RowBytes;
   const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
-  const int lane = thread % kWarpSize;
-  const int warp_row = (thread / kWarpSize) * 16 + lane / 4;  // this thread's first row among the 64
-  const ForwardParams& a = p.attention;
-  const int row_begin = work.m0 + consumer * kWgmmaM;  // the consumer's first row in the sequence
-  const bool any_rows = row_begin >= 0 && row_begin < work.seq.seqlen_q;
-  const int head = work.tile.head;
-  const int batch = work.tile.batch;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = row_begin + warp_row + 8 * half;
-    if (lane % 4 == 0 && row >= 0 && row < work.seq.seqlen_q) {
-      a.lse.data[work.seq.row_index(a.lse.batch_stride, a.lse.head_stride, batch, head, row)] = lse[0][half];
-    }
-  }
-  std::uint32_t pairs[Shape::kHeadDim / 8][2];  // (8-channel fragment, half): row warp_row + 8 * half's two channels
-#pragma unroll
-  for (int fragment = 0; fragment < Shape::kHeadDim / 8; ++fragment) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      pairs[fragment][half] = device::pack_pair<T>(o.c[0][fragment][2 * half] * inverse_sum[0][half],
-                                                   o.c[0][fragment][2 * half + 1] * inverse_sum[0][half]);
-    }
-  }
 
   // With its own buffer, the previous tile's output copies must have read it before it is written again.
   if constexpr (Shape::kOwnOutputBuffer) {
@@ -81,16 +103,17 @@ __device__ __forceinline__ void write_output(const AttentionStorage<Shape>& smem
         ((thread_offset ^ static_cast<std::uint32_t>(fragment % kChunksPerRow * kOutputChunkBytes)) + box_offset);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      *reinterpret_cast<std::uint32_t*>(chunk + half * kHalfBytes) = pairs[fragment][half];
+      *reinterpret_cast<std::uint32_t*>(chunk + half * kHalfBytes) = out.pairs[fragment][half];
     }
   }
   fence_proxy_async_shared();
   named_barrier_sync(epilogue_barrier(consumer), kWarpgroupThreads);
   if (thread == 0) {
-    if (any_rows) {
+    if (out.any_rows) {
 #pragma unroll
       for (int panel = 0; panel < Shape::kPanels; ++panel) {
-        tma_store_4d(&p.o_map, smem.output_box(consumer, panel), panel * Shape::kPanelColumns, row_begin, head, batch);
+        tma_store_4d(&p.o_map, smem.output_box(consumer, panel), panel * Shape::kPanelColumns, out.row_begin, out.head,
+                     out.batch);
       }
       tma_store_commit_group();
     }

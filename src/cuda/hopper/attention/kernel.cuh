@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(AttentionShape<T, kHeadDim, kLongSequences>::k
   if (threadIdx.x == 0) smem.init_barriers();
   __syncthreads();
 
-  const TileScheduler scheduler{p.order, p.attention.heads_q};
+  const TileScheduler scheduler{p.order, p.attention.heads_q, Shape::kBlockM};
   const int warpgroup = warpgroup_index();
   if (warp_role(warpgroup) == WarpRole::kProducer) {
     warpgroup_release_registers<Shape::kProducerRegisters>();
@@ -84,7 +84,6 @@ void launch_hopper_forward(const ForwardParams& a, int multiprocessors, cudaStre
   p.o_map = token_tensor_map(a.out, element, a.head_dim_v, a.seqlen_q, a.heads_q, a.batch, kWgmmaM);
 
   TileOrder& order = p.order;
-  order.block_m = Shape::kBlockM;
   order.m_blocks = (a.seqlen_q + Shape::kBlockM - 1) / Shape::kBlockM;
   // Where the keys are bounded on the right (causal) the partial query tile goes first, since the first tile sees
   // the fewest keys there, by whole consumers' rows: a consumer's rows are then all in the sequence or all before

@@ -162,7 +162,8 @@ class AttentionConsumer {
     float inverse_sum[1][2];
     float lse[1][2];
     softmax_.finish(inverse_sum, lse, tile_.softmax_scale);
-    write_output<Shape>(smem_, p_, tile_.work, consumer_, output_offset_, o_, inverse_sum, lse);
+    store_output<Shape>(smem_, p_, consumer_, output_offset_,
+                        pack_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse));
   }
 
   // The last P V of the tile, on its own.

@@ -16,7 +16,6 @@ namespace flashattn::cuda::hopper {
 // m_blocks - 1 - k and k, whose key counts add up to about the same for every k: the blocks' shares then come
 // out even (a round-robin of single tiles gave them 55 to 87 % balance on the causal benchmark shapes).
 struct TileOrder {
-  int block_m = 0;          // query rows of a tile
   int m_blocks = 0;         // query tiles of a sequence
   int row_shift = 0;        // rows the first query tile begins before the sequence (kernel.cuh)
   int heads = 0;            // (batch, head) pairs

@@ -17,6 +17,7 @@ struct WorkTile {
 struct TileScheduler {
   TileOrder order;
   int heads_q;
+  int block_m;  // query rows of a tile
 
   // A position in the walk: a unit and which of its tiles.
   struct Cursor {
@@ -38,7 +39,7 @@ struct TileScheduler {
   __device__ __forceinline__ WorkTile at(const Cursor& cursor) const {
     const UnitPlace unit = place(cursor.unit);
     const int m_block = cursor.second == 0 ? order.m_blocks - 1 - unit.step : unit.step;
-    return {m_block * order.block_m - order.row_shift, unit.pair % heads_q, unit.pair / heads_q};
+    return {m_block * block_m - order.row_shift, unit.pair % heads_q, unit.pair / heads_q};
   }
 
  private:
@@ -81,7 +82,7 @@ __device__ __forceinline__ TileWork describe(const ForwardParams& p, const WorkT
   work.mask = device::MaskPolicy::of(p, work.seq);
   work.m0 = tile.first_row;
   work.rows = min(kBlockM, work.seq.seqlen_q - work.m0);
-  work.mask.key_tiles<kBlockN>(max(work.m0, 0), work.m0 + work.rows, work.key_tile_begin, work.key_tile_end);
+  work.mask.key_tiles<kBlockN>(work.m0, work.m0 + work.rows, work.key_tile_begin, work.key_tile_end);
   return work;
 }
 
