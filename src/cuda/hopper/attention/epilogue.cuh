@@ -3,7 +3,7 @@
 // consumer's output boxes (shape.cuh: its own buffer, or its rows of Q's panels) in the 128-byte swizzle the O
 // tensor map expects, and the copy engine takes them out, clipping rows past the sequence. A consumer whose rows lie
 // before the sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither. Merged into one
-// function, the two steps made d = 128 0.4-1.9 % slower and d = 256 spill 20 bytes instead of 16 (H100, same call,
+// function, the two steps made d = 128 0.4-1.8 % slower and d = 256 spill 20 bytes instead of 16 (H100, same call,
 // 2026-11-27 00:19 UTC). (Holding the packed rows until the next tile's second products were issued, so that the
 // stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.)
 #pragma once
