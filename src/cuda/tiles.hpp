@@ -67,6 +67,11 @@ struct HopperForwardTile {
   // The softmax reduces each thread's share of a row as a tree rather than value by value (forward/softmax.cuh,
   // RowReduction, where the measurements are).
   bool tree_reductions;
+  // Diagonal tiles are masked with one comparison per score where no row's first key lies inside them
+  // (forward/mask.cuh, mask_key_ends). H100, same call, 2026-11-27 01:07 UTC, causal: d = 64 +1.6-1.8 % at 1k-4k,
+  // d = 128 +0.7-1.3 %; d = 64's 192-row tile (160 registers) gained nothing under a mask and ran 1-1.7 % slower
+  // without one (two calls), so it keeps the two comparisons.
+  bool key_end_mask = true;
 };
 
 // Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
@@ -121,7 +126,7 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            (same call, 2026-11-26 19:25 UTC; the n176 wgmma is gone with it).
   //   d = 256: 128 x 80 580 / 675 / 724 / 772; 128 x 64 561 / 643 / 683 / 711 (the call before: n64 wgmma
   //            read K and Q from shared memory as fast as it can deliver).
-  if (head_dim <= 64 && long_sequences) return {192, 128, 2, 24, 160, false, false, false};
+  if (head_dim <= 64 && long_sequences) return {192, 128, 2, 24, 160, false, false, false, false};
   if (head_dim <= 64) return {128, 128, 3, 24, 240, true, false, true};
   if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true, true};
   return {128, 80, 2, 24, 240, true, true, false};

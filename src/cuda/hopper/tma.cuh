@@ -22,6 +22,14 @@ __device__ __forceinline__ void tma_prefetch_descriptor(const CUtensorMap* tenso
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(tensor_map_address(tensor_map)) : "memory");
 }
 
+// A cache policy (createpolicy) under which the lines a copy reads stay in L2 longer than others: for data that
+// is read again, such as an attention head's K and V (hopper/attention/producer.cuh).
+__device__ __forceinline__ std::uint64_t l2_evict_last_policy() {
+  std::uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+
 // Global -> shared, one box of the tensor map at (c0, c1[, c2[, c3]]); `barrier` must expect the box's bytes.
 __device__ __forceinline__ void tma_load_2d(void* shared_destination, const CUtensorMap* tensor_map,
                                             std::uint64_t* barrier, int c0, int c1) {
@@ -47,6 +55,17 @@ __device__ __forceinline__ void tma_load_4d(void* shared_destination, const CUte
       "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], "
       "[%2];\n" ::"r"(shared_address(shared_destination)),
       "l"(tensor_map_address(tensor_map)), "r"(shared_address(barrier)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+// The same with an L2 cache policy (l2_evict_last_policy) for the lines it reads.
+__device__ __forceinline__ void tma_load_4d(void* shared_destination, const CUtensorMap* tensor_map,
+                                            std::uint64_t* barrier, int c0, int c1, int c2, int c3,
+                                            std::uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%3, "
+      "%4, %5, %6}], [%2], %7;\n" ::"r"(shared_address(shared_destination)),
+      "l"(tensor_map_address(tensor_map)), "r"(shared_address(barrier)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "l"(policy)
       : "memory");
 }
 

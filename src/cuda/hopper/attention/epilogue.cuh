@@ -1,11 +1,12 @@
-// A consumer warpgroup's epilogue, in two steps: pack_output normalises its 64 rows of O, rounds them to the input
-// type in registers and writes the LSE straight from registers; store_output puts the packed rows into the
-// consumer's output boxes (shape.cuh: its own buffer, or its rows of Q's panels) in the 128-byte swizzle the O
-// tensor map expects, and the copy engine takes them out, clipping rows past the sequence. A consumer whose rows lie
-// before the sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither. Merged into one
-// function, the two steps made d = 128 0.4-1.8 % slower and d = 256 spill 20 bytes instead of 16 (H100, same call,
+// A consumer warpgroup's epilogue. Where the block has an output buffer of its own (shape.cuh), in two steps:
+// pack_output normalises its 64 rows of O, rounds them to the input type in registers and writes the LSE straight
+// from registers; store_output puts the packed rows into the consumer's output boxes in the 128-byte swizzle the O
+// tensor map expects, and the copy engine takes them out, clipping rows past the sequence. Merged into one function,
+// the two steps made d = 128 0.4-1.8 % slower and d = 256 spill 20 bytes instead of 16 (H100, same call,
 // 2026-11-27 00:19 UTC). (Holding the packed rows until the next tile's second products were issued, so that the
-// stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.)
+// stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.) Without that buffer
+// (d = 256), write_output stores the rows from registers to global memory. A consumer whose rows lie before the
+// sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither O nor the LSE.
 #pragma once
 
 #include "cuda/device/ptx.cuh"
@@ -15,6 +16,19 @@
 #include "cuda/hopper/tma.cuh"
 
 namespace flashattn::cuda::hopper {
+
+// The LSE of rows `row` and row + 8 (one thread of each quad holds them), where they lie in the sequence.
+__device__ __forceinline__ void write_lse(const ForwardParams& a, const TileWork& work, int row, int lane,
+                                          const float (&lse)[1][2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row_half = row + 8 * half;
+    if (lane % 4 == 0 && row_half >= 0 && row_half < work.seq.seqlen_q) {
+      a.lse.data[work.seq.row_index(a.lse.batch_stride, a.lse.head_stride, work.tile.batch, work.tile.head, row_half)] =
+          lse[0][half];
+    }
+  }
+}
 
 // One consumer's rows of a work tile's output, normalised and in the input type, and where they go.
 template <class Shape>
@@ -36,20 +50,12 @@ __device__ __forceinline__ PackedOutput<Shape> pack_output(const HopperForwardPa
   const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int lane = thread % kWarpSize;
   const int warp_row = (thread / kWarpSize) * 16 + lane / 4;  // this thread's first row among the 64
-  const ForwardParams& a = p.attention;
   PackedOutput<Shape> out;
   out.row_begin = work.m0 + consumer * kWgmmaM;
   out.head = work.tile.head;
   out.batch = work.tile.batch;
   out.any_rows = out.row_begin >= 0 && out.row_begin < work.seq.seqlen_q;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = out.row_begin + warp_row + 8 * half;
-    if (lane % 4 == 0 && row >= 0 && row < work.seq.seqlen_q) {
-      a.lse.data[work.seq.row_index(a.lse.batch_stride, a.lse.head_stride, work.tile.batch, work.tile.head, row)] =
-          lse[0][half];
-    }
-  }
+  write_lse(p.attention, work, out.row_begin + warp_row, lane, lse);
 #pragma unroll
   for (int fragment = 0; fragment < Shape::kHeadDim / 8; ++fragment) {
 #pragma unroll
@@ -88,12 +94,11 @@ __device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem
   constexpr int kChunksPerRow = static_cast<int>(kSwizzle128RowBytes) / kOutputChunkBytes;
   constexpr std::uint32_t kHalfBytes = kOutputRowsPerSwizzleAtom * kSwizzle128RowBytes;
   const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
+  static_assert(Shape::kOutputBuffer, "without an output buffer the consumer writes O itself (write_output)");
 
-  // With its own buffer, the previous tile's output copies must have read it before it is written again.
-  if constexpr (Shape::kOwnOutputBuffer) {
-    if (thread == 0) tma_store_wait_read<0>();
-    named_barrier_sync(epilogue_barrier(consumer), kWarpgroupThreads);
-  }
+  // The previous tile's output copies must have read the buffer before it is written again.
+  if (thread == 0) tma_store_wait_read<0>();
+  named_barrier_sync(epilogue_barrier(consumer), kWarpgroupThreads);
 #pragma unroll
   for (int fragment = 0; fragment < Shape::kHeadDim / 8; ++fragment) {
     const std::uint32_t box_offset =
@@ -117,10 +122,45 @@ __device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem
       }
       tma_store_commit_group();
     }
-    if constexpr (!Shape::kOwnOutputBuffer) {
-      // The output went through Q's panels: they take the next Q once the copies have read them.
-      tma_store_wait_read<0>();
-      mbarrier_arrive(smem.q_empty(0));
+  }
+}
+
+// Without an output buffer of its own the consumer writes its rows of O from registers to global memory, so that
+// Q's one buffer frees with the tile's last Q K^T and the next tile's Q loads under the last softmax, P V and this
+// epilogue. (Through Q's panels and the copy engine, as before, the next Q waited for the output copies to read
+// them: d = 256, H100, same call, 2026-11-27: see PERFORMANCE.md.) Lanes 2i and 2i + 1 of a quad swap one value
+// per pair of 8-channel fragments, so that each holds four consecutive channels of one of them: a warp's store
+// then fills 32 contiguous bytes of each of its 8 rows.
+template <class Shape>
+__device__ __forceinline__ void write_output(const HopperForwardParams& p, const TileWork& work, int consumer,
+                                             const device::Accumulator<1, Shape::kHeadDim / 8>& o,
+                                             const float (&inverse_sum)[1][2], const float (&lse)[1][2]) {
+  using T = typename Shape::Element;
+  constexpr int kChannelsPerLane = 4;
+  const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
+  const int lane = thread % kWarpSize;
+  const int row = work.m0 + consumer * kWgmmaM + (thread / kWarpSize) * 16 + lane / 4;
+  const ForwardParams& a = p.attention;
+  write_lse(a, work, row, lane, lse);
+  const int odd = lane % 2;  // this lane stores the second fragment of each pair
+  const int column = (lane % 4) / 2 * kChannelsPerLane;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row_half = row + 8 * half;
+    const bool inside = row_half >= 0 && row_half < work.seq.seqlen_q;
+    T* const out = work.seq.query_row<T>(a.out, work.tile.batch, inside ? row_half : 0, work.tile.head);
+#pragma unroll
+    for (int fragment = 0; fragment < Shape::kHeadDim / 8; fragment += 2) {
+      const std::uint32_t first = device::pack_pair<T>(o.c[0][fragment][2 * half] * inverse_sum[0][half],
+                                                       o.c[0][fragment][2 * half + 1] * inverse_sum[0][half]);
+      const std::uint32_t second = device::pack_pair<T>(o.c[0][fragment + 1][2 * half] * inverse_sum[0][half],
+                                                        o.c[0][fragment + 1][2 * half + 1] * inverse_sum[0][half]);
+      const std::uint32_t received = __shfl_xor_sync(0xffffffffu, odd ? first : second, 1);
+      const uint2 channels = odd ? make_uint2(received, second) : make_uint2(first, received);
+      const int channel = (fragment + odd) * 8 + column;
+      // Channels past head_dim_v (the kernel's head dimension rounds it up) are not the tensor's; head dims are
+      // multiples of 8 (validate_rules.hpp), so a lane's four channels are all inside or all past it.
+      if (inside && channel < a.head_dim_v) *reinterpret_cast<uint2*>(out + channel) = channels;
     }
   }
 }

@@ -48,9 +48,10 @@ __global__ void __launch_bounds__(AttentionShape<T, kHeadDim, kLongSequences>::k
 #endif
 }
 
-// At most this many bytes of K and V in a group of (batch, head) pairs (params.hpp, TileOrder): H100's L2 holds
-// 50 MB.
+// The bytes of K and V in a group of (batch, head) pairs (params.hpp, TileOrder): at most kL2GroupBytes (H100's L2
+// holds 50 MB), and at most kL2SmallGroupBytes where that still leaves kMinGroupHeads heads (kernel below).
 inline constexpr std::int64_t kL2GroupBytes = std::int64_t{24} << 20;
+inline constexpr std::int64_t kL2SmallGroupBytes = std::int64_t{8} << 20;
 inline constexpr std::int64_t kMinGroupHeads = 4;
 
 // A (channel, token, head, batch) map of a token tensor; extents of 1 get a placeholder stride (TMA wants
@@ -103,12 +104,20 @@ void launch_hopper_forward(const ForwardParams& a, int multiprocessors, cudaStre
   // the same tiles at once. H100, bf16, same call: at d = 128, groups of 24 MB of K and V (48 heads at seqlen
   // 1k) gave 520 / 595 / 633 TFLOP/s at seqlen 1k / 2k / 4k, 8 MB (16 heads, one wave) 549 / 613 / 644, 96 MB
   // 330 / 449 / 601; one wave of one head at seqlen 16k (every block on the same K and V) cost 3 % at d = 128
-  // and 11 % at d = 64 against 3 and 6 heads.
+  // and 11 % at d = 64 against 3 and 6 heads. Smaller groups keep a head's units closer together in the walk, so
+  // that they read its K and V from L2 before it is evicted: groups of at most 8 MiB instead of 24 MiB (H100, same
+  // call, 2026-11-27 01:07 UTC) gave d = 256 +9.3 % causal at 1k (8 heads against 24), +3.3 % at 2k, +2.0 % without
+  // a mask at 1k, d = 128 +1.4 % causal at 2k; where they left fewer than kMinGroupHeads heads (1 or 2 from seqlen
+  // 8k at d = 128) they cost 0.6-1.3 %, hence the floor.
   const std::int64_t kv_bytes_per_head =
       static_cast<std::int64_t>(a.seqlen_k) * (a.head_dim + a.head_dim_v) * static_cast<std::int64_t>(sizeof(T));
+  const auto heads_within = [&](std::int64_t bytes) {
+    return bytes * a.group_size() / std::max<std::int64_t>(kv_bytes_per_head, 1);
+  };
   const std::int64_t wave_heads =
       std::max<std::int64_t>(multiprocessors / std::max(order.units_per_head, 1), kMinGroupHeads);
-  const std::int64_t l2_heads = kL2GroupBytes * a.group_size() / std::max<std::int64_t>(kv_bytes_per_head, 1);
+  const std::int64_t l2_heads =
+      std::min(heads_within(kL2GroupBytes), std::max(heads_within(kL2SmallGroupBytes), kMinGroupHeads));
   order.heads_per_group = static_cast<int>(std::clamp<std::int64_t>(std::min(wave_heads, l2_heads), 1, order.heads));
 
   auto* kernel = &hopper_forward_kernel<T, kHeadDim, kLongSequences>;

@@ -41,7 +41,7 @@ class AttentionConsumer {
         p_(p),
         consumer_(consumer),
         lane_(static_cast<int>(threadIdx.x) % kWarpSize),
-        output_offset_(output_thread_offset(smem, consumer)) {
+        output_offset_(Shape::kOutputBuffer ? output_thread_offset(smem, consumer) : 0) {
     s_.zero();  // the first Q K^T overwrites S (accumulate off) but its asm reads the registers
   }
 
@@ -66,8 +66,8 @@ class AttentionConsumer {
           serial_key_tiles();
         }
       }
-      // Every Q K^T of the tile has completed: with its own output buffer, Q's panels can take another Q.
-      if (Shape::kOwnOutputBuffer && lane_ == 0) mbarrier_arrive(smem_.q_empty(tile_.q_stage));
+      // Every Q K^T of the tile has completed: Q's buffer can take another Q.
+      if (lane_ == 0) mbarrier_arrive(smem_.q_empty(tile_.q_stage));
       const auto next = scheduler.next(cursor);
       first_scores_landed = false;
       if (kAcrossTiles && key_tiles > 0 && scheduler.valid(next)) {
@@ -96,7 +96,7 @@ class AttentionConsumer {
       if (kOverlap && key_tiles > 0) last_output();
       close_tile();
       cursor = next;
-      // (With one Q buffer, the epilogue has just handed it back: only now can its next Q be waited for.)
+      // (With one Q buffer, the next Q has been loading since this tile's last Q K^T.)
       if (scheduler.valid(cursor)) open_tile(scheduler.at(cursor));
     }
     // Consumer 1's last hand-over is still pending on consumer 0's barrier: take it, so that none is left.
@@ -162,8 +162,12 @@ class AttentionConsumer {
     float inverse_sum[1][2];
     float lse[1][2];
     softmax_.finish(inverse_sum, lse, tile_.softmax_scale);
-    store_output<Shape>(smem_, p_, consumer_, output_offset_,
-                        pack_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse));
+    if constexpr (Shape::kOutputBuffer) {
+      store_output<Shape>(smem_, p_, consumer_, output_offset_,
+                          pack_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse));
+    } else {
+      write_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse);
+    }
   }
 
   // The last P V of the tile, on its own.
@@ -279,7 +283,11 @@ class AttentionConsumer {
       device::mask_and_modify<true>(s_, work.mask, tile_.mod, tile_.warp_row0, key0, lane_);
     } else if (tile_.row_begin < tile_.row_end &&
                work.mask.tile_needs_mask(tile_.row_begin, tile_.row_end, key0, key0 + Shape::kBlockN)) {
-      device::mask_and_modify<false>(s_, work.mask, tile_.mod, tile_.warp_row0, key0, lane_);
+      if (Shape::kTile.key_end_mask && work.mask.first_key(tile_.row_end - 1) <= key0) {
+        device::mask_key_ends(s_, work.mask, tile_.warp_row0, key0, lane_);
+      } else {
+        device::mask_and_modify<false>(s_, work.mask, tile_.mod, tile_.warp_row0, key0, lane_);
+      }
     }
     softmax_.to_probabilities(s_, tile_.softmax_scale, correction);
   }

@@ -18,6 +18,7 @@ class AttentionProducer {
       : smem_(smem), p_(p) {}
 
   __device__ __forceinline__ void run(const TileScheduler& scheduler) {
+    kv_policy_ = l2_evict_last_policy();
     tma_prefetch_descriptor(&p_.q_map);
     tma_prefetch_descriptor(&p_.k_map);
     tma_prefetch_descriptor(&p_.v_map);
@@ -39,7 +40,7 @@ class AttentionProducer {
         for (int key_tile = early_end; key_tile < work.key_tile_end; ++key_tile)
           load_key_tile(key_tile, head_kv, batch);
       } else {
-        // One Q buffer: it frees when the previous tile's output has left through it.
+        // One Q buffer: it frees with the previous tile's last Q K^T, so it is loaded after that tile's keys.
         if (work.key_tiles() > 0) load_kv(&p_.k_map, k_write_, true, begin, head_kv, batch);
         load_q(scheduler.at(cursor));
         if (work.key_tiles() > 0) load_kv(&p_.v_map, v_write_, false, begin, head_kv, batch);
@@ -79,7 +80,7 @@ class AttentionProducer {
 #pragma unroll
     for (int panel = 0; panel < Shape::kPanels; ++panel) {
       tma_load_4d(tile + panel * Shape::kKvPanelBytes, map, full, panel * Shape::kPanelColumns,
-                  key_tile * Shape::kBlockN, head_kv, batch);
+                  key_tile * Shape::kBlockN, head_kv, batch, kv_policy_);
     }
     write.advance();
   }
@@ -89,6 +90,10 @@ class AttentionProducer {
   PipelineState<Shape::kStages> k_write_;
   PipelineState<Shape::kStages> v_write_;
   PipelineState<Shape::kQStages> q_write_;
+  // K and V are read by every query tile of their head, Q once: L2 keeps the former longer. H100, same call,
+  // 2026-11-27 01:29 UTC, against no policy: d = 256 +2.3 to +5.0 % without a mask, +0.3 to +3.4 % causal; d = 64
+  // and 128 within 1 % but for d = 64 causal at 4k (-2.6 %). Q and O marked to go first as well: 2-4 % slower at 2k.
+  std::uint64_t kv_policy_;
 };
 
 }  // namespace flashattn::cuda::hopper

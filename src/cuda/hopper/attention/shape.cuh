@@ -42,26 +42,26 @@ struct AttentionShape {
   static constexpr int kKvPanelBytes = kBlockN * static_cast<int>(kSwizzle128RowBytes);
   static constexpr int kQBytes = kPanels * kQPanelBytes;    // what the Q barrier waits for
   static constexpr int kKvBytes = kPanels * kKvPanelBytes;  // one K or V stage
-  // O leaves in boxes of 64 rows x 64 channels, each consumer its own rows. Where shared memory allows, through
-  // its own buffer, and Q in two buffers: the next work tile's Q then loads during this one, the consumers
-  // issue the next tile's first Q K^T with this one's last P V and write this one's output while it runs
-  // (mainloop.cuh), and the output copies overlap the next tile's products. Otherwise O goes through the
-  // consumer's rows of Q's one buffer, once its Q K^T products have read them, and Q waits for the copies.
+  // Where shared memory allows, O leaves through a buffer of its own, in boxes of 64 rows x 64 channels, each
+  // consumer its own rows, and Q has two buffers: the next work tile's Q then loads during this one, the
+  // consumers issue the next tile's first Q K^T with this one's last P V and write this one's output while it
+  // runs (mainloop.cuh), and the output copies overlap the next tile's products. Otherwise (d = 256) Q has one
+  // buffer, which frees with a tile's last Q K^T, and the consumers write O from registers (epilogue.cuh).
   static constexpr int kOutputBoxBytes = kWgmmaM * static_cast<int>(kSwizzle128RowBytes);
   static constexpr int kOutputBytes = kConsumers * kPanels * kOutputBoxBytes;
   static constexpr int kBarrierBytes = sizeof(std::uint64_t);
   static constexpr int kMaxBlockSharedBytes = 227 * 1024;
   static constexpr int kReservedBytes = static_cast<int>(kSwizzle128AtomBytes) + 256;  // alignment, barriers
-  static constexpr bool kOwnOutputBuffer =
+  static constexpr bool kOutputBuffer =
       2 * kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kReservedBytes <= kMaxBlockSharedBytes;
-  static constexpr int kQStages = kOwnOutputBuffer ? 2 : 1;
+  static constexpr int kQStages = kOutputBuffer ? 2 : 1;
 
   // Byte offsets from the 1024-byte aligned start of dynamic shared memory.
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQOffset + kQStages * kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKvBytes;
   static constexpr int kOutputOffset = kVOffset + kStages * kKvBytes;
-  static constexpr int kBarrierOffset = kOutputOffset + (kOwnOutputBuffer ? kOutputBytes : 0);
+  static constexpr int kBarrierOffset = kOutputOffset + (kOutputBuffer ? kOutputBytes : 0);
   // q_full and q_empty per Q stage, then k_full, k_empty, v_full, v_empty per K / V stage.
   static constexpr int kBarrierCount = 2 * kQStages + 4 * kStages;
   static constexpr int kUsedBytes = kBarrierOffset + kBarrierCount * kBarrierBytes;
@@ -113,11 +113,7 @@ struct AttentionStorage {
 
   // The box of O (64 rows x 64 channels) that consumer `consumer` writes channels of `panel` into.
   __device__ __forceinline__ unsigned char* output_box(int consumer, int panel) const {
-    if constexpr (Shape::kOwnOutputBuffer) {
-      return base + Shape::kOutputOffset + (consumer * Shape::kPanels + panel) * Shape::kOutputBoxBytes;
-    } else {
-      return q(0) + panel * Shape::kQPanelBytes + consumer * Shape::kOutputBoxBytes;
-    }
+    return base + Shape::kOutputOffset + (consumer * Shape::kPanels + panel) * Shape::kOutputBoxBytes;
   }
 
   __device__ __forceinline__ std::uint64_t* barrier(int index) const {
@@ -134,13 +130,11 @@ struct AttentionStorage {
   __device__ __forceinline__ std::uint64_t* v_empty(int stage) const { return kv_barrier(3, stage); }
 
   // One thread, before the block barrier that publishes them: full barriers complete on the producer's
-  // expect_tx arrival and the copies' bytes; K and V stages are released by lane 0 of every consumer warp, and
-  // so is Q with its own output buffer (without it, by one thread per consumer once its output copies have
-  // read Q's panels).
+  // expect_tx arrival and the copies' bytes; Q, K and V stages are released by lane 0 of every consumer warp.
   __device__ __forceinline__ void init_barriers() const {
     for (int stage = 0; stage < Shape::kQStages; ++stage) {
       mbarrier_init(q_full(stage), 1);
-      mbarrier_init(q_empty(stage), Shape::kOwnOutputBuffer ? Shape::kConsumerWarps : Shape::kConsumers);
+      mbarrier_init(q_empty(stage), Shape::kConsumerWarps);
     }
     for (int stage = 0; stage < Shape::kStages; ++stage) {
       mbarrier_init(k_full(stage), 1);
