@@ -1,6 +1,6 @@
 // What the Hopper forward kernel receives: the portable kernels' parameters, the tensor maps its copy engine
-// reads Q, K, V and writes O through, and the persistent schedule's extent. Passed as one __grid_constant__
-// kernel parameter, so the tensor maps sit in parameter space as TMA requires.
+// reads Q, K, V and writes O through (O from registers at d = 256, epilogue.cuh), and the persistent schedule's extent.
+// Passed as one __grid_constant__ kernel parameter, so the tensor maps sit in parameter space as TMA requires.
 #pragma once
 
 #include <cuda.h>
