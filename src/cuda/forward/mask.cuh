@@ -37,8 +37,8 @@ __device__ __forceinline__ void mask_and_modify(Accumulator<kMTiles, kNTiles>& s
 
 // The mask of a tile none of whose rows has its first visible key past key0 (no window's left side inside the tile,
 // as under a causal mask): a score is masked when its key is at or past its row's end, one comparison against a
-// constant per score instead of two against the key. The Hopper forward's diagonal tiles; see
-// hopper/attention/mainloop.cuh for what it gained.
+// constant per score instead of two against the key. The Hopper forward's diagonal tiles
+// (hopper/attention/mainloop.cuh); what it gained is with `key_end_mask` in tiles.hpp.
 template <int kMTiles, int kNTiles>
 __device__ __forceinline__ void mask_key_ends(Accumulator<kMTiles, kNTiles>& s, const MaskPolicy& mask, int row0,
                                               int key0, int lane) {
