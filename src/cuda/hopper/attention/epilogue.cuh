@@ -17,6 +17,19 @@
 
 namespace flashattn::cuda::hopper {
 
+// A consumer thread's lane and its first row among the consumer's 64; it also holds row + 8 (wgmma's accumulator
+// is the m16n8 layout per warp).
+struct ConsumerThread {
+  int lane;
+  int warp_row;
+};
+
+__device__ __forceinline__ ConsumerThread consumer_thread() {
+  const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
+  const int lane = thread % kWarpSize;
+  return {lane, (thread / kWarpSize) * 16 + lane / 4};
+}
+
 // The LSE of rows `row` and row + 8 (one thread of each quad holds them), where they lie in the sequence.
 __device__ __forceinline__ void write_lse(const ForwardParams& a, const TileWork& work, int row, int lane,
                                           const float (&lse)[1][2]) {
@@ -47,9 +60,7 @@ __device__ __forceinline__ PackedOutput<Shape> pack_output(const HopperForwardPa
                                                            const device::Accumulator<1, Shape::kHeadDim / 8>& o,
                                                            const float (&inverse_sum)[1][2], const float (&lse)[1][2]) {
   using T = typename Shape::Element;
-  const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
-  const int lane = thread % kWarpSize;
-  const int warp_row = (thread / kWarpSize) * 16 + lane / 4;  // this thread's first row among the 64
+  const auto [lane, warp_row] = consumer_thread();
   PackedOutput<Shape> out;
   out.row_begin = work.m0 + consumer * kWgmmaM;
   out.head = work.tile.head;
@@ -78,9 +89,7 @@ inline constexpr int kOutputRowsPerSwizzleAtom = 8;
 
 template <class Shape>
 __device__ __forceinline__ std::uint32_t output_thread_offset(const AttentionStorage<Shape>& smem, int consumer) {
-  const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
-  const int lane = thread % kWarpSize;
-  const int warp_row = (thread / kWarpSize) * 16 + lane / 4;  // this thread's first row among the 64
+  const auto [lane, warp_row] = consumer_thread();
   const std::uint32_t in_box =
       static_cast<std::uint32_t>(warp_row * static_cast<int>(kSwizzle128RowBytes) + (lane % 4) * 4) ^
       static_cast<std::uint32_t>((warp_row % kOutputRowsPerSwizzleAtom) * kOutputChunkBytes);
@@ -138,9 +147,8 @@ __device__ __forceinline__ void write_output(const HopperForwardParams& p, const
                                              const float (&inverse_sum)[1][2], const float (&lse)[1][2]) {
   using T = typename Shape::Element;
   constexpr int kChannelsPerLane = 4;
-  const int thread = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
-  const int lane = thread % kWarpSize;
-  const int row = work.m0 + consumer * kWgmmaM + (thread / kWarpSize) * 16 + lane / 4;
+  const auto [lane, warp_row] = consumer_thread();
+  const int row = work.m0 + consumer * kWgmmaM + warp_row;
   const ForwardParams& a = p.attention;
   write_lse(a, work, row, lane, lse);
   const int odd = lane % 2;  // this lane stores the second fragment of each pair
