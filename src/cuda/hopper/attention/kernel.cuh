@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(AttentionShape<T, kHeadDim, kLongSequences>::k
   if (threadIdx.x == 0) smem.init_barriers();
   __syncthreads();
 
-  const TileScheduler scheduler{p.order, p.attention.heads_q, Shape::kBlockM};
+  const TileScheduler scheduler{p.order, Shape::kBlockM};
   const int warpgroup = warpgroup_index();
   if (warp_role(warpgroup) == WarpRole::kProducer) {
     warpgroup_release_registers<Shape::kProducerRegisters>();
@@ -119,6 +119,11 @@ void launch_hopper_forward(const ForwardParams& a, int multiprocessors, cudaStre
   const std::int64_t l2_heads =
       std::min(heads_within(kL2GroupBytes), std::max(heads_within(kL2SmallGroupBytes), kMinGroupHeads));
   order.heads_per_group = static_cast<int>(std::clamp<std::int64_t>(std::min(wave_heads, l2_heads), 1, order.heads));
+  order.group_units = InvariantDivisor::of(order.heads_per_group * order.units_per_head);
+  order.group_heads = InvariantDivisor::of(order.heads_per_group);
+  order.last_group_heads =
+      InvariantDivisor::of(order.heads - (order.heads - 1) / order.heads_per_group * order.heads_per_group);
+  order.heads_q = InvariantDivisor::of(a.heads_q);
 
   auto* kernel = &hopper_forward_kernel<T, kHeadDim, kLongSequences>;
   allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), Shape::kAllocationBytes);

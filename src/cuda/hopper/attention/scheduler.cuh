@@ -16,7 +16,6 @@ struct WorkTile {
 
 struct TileScheduler {
   TileOrder order;
-  int heads_q;
   int block_m;  // query rows of a tile
 
   // A position in the walk: a unit and which of its tiles.
@@ -39,7 +38,8 @@ struct TileScheduler {
   __device__ __forceinline__ WorkTile at(const Cursor& cursor) const {
     const UnitPlace unit = place(cursor.unit);
     const int m_block = cursor.second == 0 ? order.m_blocks - 1 - unit.step : unit.step;
-    return {m_block * block_m - order.row_shift, unit.pair % heads_q, unit.pair / heads_q};
+    const int batch = order.heads_q.divide(unit.pair);
+    return {m_block * block_m - order.row_shift, unit.pair - batch * order.heads_q.divisor, batch};
   }
 
  private:
@@ -50,12 +50,14 @@ struct TileScheduler {
   };
 
   __device__ __forceinline__ UnitPlace place(int unit) const {
-    const int group_units = order.heads_per_group * order.units_per_head;
-    const int group = unit / group_units;
-    const int in_group = unit - group * group_units;
+    const int group = order.group_units.divide(unit);
+    const int in_group = unit - group * order.group_units.divisor;
     const int first_head = group * order.heads_per_group;
-    const int group_heads = min(order.heads_per_group, order.heads - first_head);
-    return {first_head + in_group % group_heads, in_group / group_heads};
+    // Only the last group may have fewer heads than the others.
+    const InvariantDivisor& group_heads =
+        first_head + order.heads_per_group <= order.heads ? order.group_heads : order.last_group_heads;
+    const int step = group_heads.divide(in_group);
+    return {first_head + in_group - step * group_heads.divisor, step};
   }
 };
 
