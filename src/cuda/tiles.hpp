@@ -72,6 +72,14 @@ struct HopperForwardTile {
   // d = 128 +0.7-1.3 %; d = 64's 192-row tile (160 registers) gained nothing under a mask and ran 1-1.7 % slower
   // without one (two calls), so it keeps the two comparisons.
   bool key_end_mask = true;
+  // With two Q buffers, a work tile's output is written between the next tile's second Q K^T and its first P V,
+  // the stores running under the former, instead of before the next tile's first softmax
+  // (hopper/attention/mainloop.cuh). H100, in-process A/Bs against writing it first, 2026-11-27 03:21 and 03:25 UTC:
+  // d = 128 causal +1.7 to +2.7 % from 1.5k, within 1.2 % at 1k; without a mask +0.7 to +2.5 % in most cells, but
+  // one cell per call read -5 % (1k in the first, 3k in the second) and 2k +1.3 % / -0.9 to -2.5 % (where a copy
+  // of the old library read -3.4 %). d = 64's 128-row tile: -6 to -7 % causal at 1k and 2k, so it keeps the first
+  // order.
+  bool output_under_scores = false;
 };
 
 // Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
@@ -128,7 +136,11 @@ constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequence
   //            read K and Q from shared memory as fast as it can deliver).
   if (head_dim <= 64 && long_sequences) return {192, 128, 2, 24, 160, false, false, false, false};
   if (head_dim <= 64) return {128, 128, 3, 24, 240, true, false, true};
-  if (head_dim <= 128) return {128, 128, 2, 24, 240, true, true, true};
+  if (head_dim <= 128) {
+    HopperForwardTile tile{128, 128, 2, 24, 240, true, true, true};
+    tile.output_under_scores = true;
+    return tile;
+  }
   return {128, 80, 2, 24, 240, true, true, false};
 }
 

@@ -1,12 +1,13 @@
-// A consumer warpgroup's epilogue. Where the block has an output buffer of its own (shape.cuh), in two steps:
-// pack_output normalises its 64 rows of O, rounds them to the input type in registers and writes the LSE straight
-// from registers; store_output puts the packed rows into the consumer's output boxes in the 128-byte swizzle the O
-// tensor map expects, and the copy engine takes them out, clipping rows past the sequence. Merged into one function,
-// the two steps made d = 128 0.4-1.8 % slower and d = 256 spill 20 bytes instead of 16 (H100, same call,
-// 2026-11-27 00:19 UTC). (Holding the packed rows until the next tile's second products were issued, so that the
-// stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.) Without that buffer
-// (d = 256), write_output stores the rows from registers to global memory. A consumer whose rows lie before the
-// sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither O nor the LSE.
+// A consumer warpgroup's epilogue. Where the block has an output buffer of its own (shape.cuh), in three steps:
+// begin_output writes the LSE straight from registers; pack_output normalises the consumer's 64 rows of O and rounds
+// them to the input type in registers; store_output puts the packed rows into the consumer's output boxes in the
+// 128-byte swizzle the O tensor map expects, and the copy engine takes them out, clipping rows past the sequence.
+// Merged into one function, packing and storing made d = 128 0.4-1.8 % slower and d = 256 spill 20 bytes instead of
+// 16 (H100, same call, 2026-11-27 00:19 UTC). (Holding the packed rows until the next tile's second products were
+// issued, so that the stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.
+// With the tile table's output_under_scores O itself waits in its registers instead, mainloop.cuh.) Without that
+// buffer (d = 256), write_output stores the rows from registers to global memory. A consumer whose rows lie before
+// the sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither O nor the LSE.
 #pragma once
 
 #include "cuda/device/ptx.cuh"
@@ -43,30 +44,39 @@ __device__ __forceinline__ void write_lse(const ForwardParams& a, const TileWork
   }
 }
 
-// One consumer's rows of a work tile's output, normalised and in the input type, and where they go.
-template <class Shape>
-struct PackedOutput {
-  // (8-channel fragment, half): the two channels this thread holds of row warp_row + 8 * half.
-  std::uint32_t pairs[Shape::kHeadDim / 8][2];
+// Where one consumer's rows of a work tile's output go.
+struct OutputRows {
   int row_begin;  // the consumer's first row in the sequence
   int head;
   int batch;
   bool any_rows;  // row_begin is inside the sequence (a consumer's rows are all inside it or all before it)
 };
 
-template <class Shape>
-__device__ __forceinline__ PackedOutput<Shape> pack_output(const HopperForwardParams& p, const TileWork& work,
-                                                           int consumer,
-                                                           const device::Accumulator<1, Shape::kHeadDim / 8>& o,
-                                                           const float (&inverse_sum)[1][2], const float (&lse)[1][2]) {
-  using T = typename Shape::Element;
+// The consumer's rows of a work tile; their LSE goes out at once, from registers.
+__device__ __forceinline__ OutputRows begin_output(const ForwardParams& a, const TileWork& work, int consumer,
+                                                   const float (&lse)[1][2]) {
   const auto [lane, warp_row] = consumer_thread();
+  OutputRows rows;
+  rows.row_begin = work.m0 + consumer * kWgmmaM;
+  rows.head = work.tile.head;
+  rows.batch = work.tile.batch;
+  rows.any_rows = rows.row_begin >= 0 && rows.row_begin < work.seq.seqlen_q;
+  write_lse(a, work, rows.row_begin + warp_row, lane, lse);
+  return rows;
+}
+
+// One consumer's rows of O, normalised and in the input type: (8-channel fragment, half) holds the two channels
+// this thread has of row warp_row + 8 * half.
+template <class Shape>
+struct PackedOutput {
+  std::uint32_t pairs[Shape::kHeadDim / 8][2];
+};
+
+template <class Shape>
+__device__ __forceinline__ PackedOutput<Shape> pack_output(const device::Accumulator<1, Shape::kHeadDim / 8>& o,
+                                                           const float (&inverse_sum)[1][2]) {
+  using T = typename Shape::Element;
   PackedOutput<Shape> out;
-  out.row_begin = work.m0 + consumer * kWgmmaM;
-  out.head = work.tile.head;
-  out.batch = work.tile.batch;
-  out.any_rows = out.row_begin >= 0 && out.row_begin < work.seq.seqlen_q;
-  write_lse(p.attention, work, out.row_begin + warp_row, lane, lse);
 #pragma unroll
   for (int fragment = 0; fragment < Shape::kHeadDim / 8; ++fragment) {
 #pragma unroll
@@ -98,7 +108,7 @@ __device__ __forceinline__ std::uint32_t output_thread_offset(const AttentionSto
 
 template <class Shape>
 __device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem, const HopperForwardParams& p,
-                                             int consumer, std::uint32_t thread_offset,
+                                             int consumer, std::uint32_t thread_offset, const OutputRows& rows,
                                              const PackedOutput<Shape>& out) {
   constexpr int kChunksPerRow = static_cast<int>(kSwizzle128RowBytes) / kOutputChunkBytes;
   constexpr std::uint32_t kHalfBytes = kOutputRowsPerSwizzleAtom * kSwizzle128RowBytes;
@@ -123,11 +133,11 @@ __device__ __forceinline__ void store_output(const AttentionStorage<Shape>& smem
   fence_proxy_async_shared();
   named_barrier_sync(epilogue_barrier(consumer), kWarpgroupThreads);
   if (thread == 0) {
-    if (out.any_rows) {
+    if (rows.any_rows) {
 #pragma unroll
       for (int panel = 0; panel < Shape::kPanels; ++panel) {
-        tma_store_4d(&p.o_map, smem.output_box(consumer, panel), panel * Shape::kPanelColumns, out.row_begin, out.head,
-                     out.batch);
+        tma_store_4d(&p.o_map, smem.output_box(consumer, panel), panel * Shape::kPanelColumns, rows.row_begin,
+                     rows.head, rows.batch);
       }
       tma_store_commit_group();
     }

@@ -5,9 +5,10 @@
 // warp is the m16n8 layout), then O += P V_j with P straight from registers. With `overlap` the products of
 // the next key tile's S and this one's P V are in flight while the softmax runs: the softmax of S_{j+1}
 // waits only for S_{j+1}, and O is rescaled once P_j V_j has landed; with two Q buffers the next work tile's
-// first Q K^T goes out with this one's last P V, and this one's output is written while it runs. With
-// `ping_pong` the two consumers take turns to issue their products (a named barrier each), so one's softmax
-// runs under the other's products.
+// first Q K^T goes out with this one's last P V, and this one's output is written while it runs, or (the tile
+// table's output_under_scores) O waits in its registers through the next tile's first softmax and is written
+// while the next tile's second Q K^T runs, before its first P V goes out. With `ping_pong` the two consumers
+// take turns to issue their products (a named barrier each), so one's softmax runs under the other's products.
 #pragma once
 
 #include <math_constants.h>
@@ -32,6 +33,9 @@ class AttentionConsumer {
   static constexpr bool kPingPong = Shape::kTile.ping_pong && Shape::kConsumers == 2;
   // The next work tile's first Q K^T goes out with this one's last P V when its Q has a buffer of its own.
   static constexpr bool kAcrossTiles = kOverlap && Shape::kQStages == 2;
+  // ... and its output is written once the next tile's second Q K^T is issued (the tile table's
+  // output_under_scores).
+  static constexpr bool kOutputUnderScores = kAcrossTiles && Shape::kTile.output_under_scores;
   static constexpr std::uint32_t kPingPongThreads = 2 * kWarpgroupThreads;
 
  public:
@@ -78,10 +82,21 @@ class AttentionConsumer {
           issue_output();
           issue_scores(following.q_stage);
           end_turn();
-          wait_output<1>();
-          close_tile();
-          tile_ = following;
-          reset_accumulators();
+          if constexpr (kOutputUnderScores) {
+            // The LSE now, O once the next tile's second Q K^T is issued (overlapped_key_tiles).
+            float lse[1][2];
+            softmax_.finish(pending_inverse_sum_, lse, tile_.softmax_scale);
+            pending_rows_ = begin_output(p_.attention, tile_.work, consumer_, lse);
+            tile_ = following;
+            softmax_.init();
+            wait_output<1>();
+            output_pending_ = true;
+          } else {
+            wait_output<1>();
+            close_tile();
+            tile_ = following;
+            reset_accumulators();
+          }
           wait_scores<0>();
           first_scores_landed = true;
         } else {
@@ -163,8 +178,8 @@ class AttentionConsumer {
     float lse[1][2];
     softmax_.finish(inverse_sum, lse, tile_.softmax_scale);
     if constexpr (Shape::kOutputBuffer) {
-      store_output<Shape>(smem_, p_, consumer_, output_offset_,
-                          pack_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse));
+      const OutputRows rows = begin_output(p_.attention, tile_.work, consumer_, lse);
+      store_output<Shape>(smem_, p_, consumer_, output_offset_, rows, pack_output<Shape>(o_, inverse_sum));
     } else {
       write_output<Shape>(p_, tile_.work, consumer_, o_, inverse_sum, lse);
     }
@@ -197,14 +212,21 @@ class AttentionConsumer {
   }
 
   // With S_first landed: S_{j+1} and P_j V_j in flight together, the softmax of S_{j+1} running while P_j V_j
-  // does. Ends with the last P in registers and its P V not yet issued.
+  // does. Ends with the last P in registers and its P V not yet issued. The previous tile's output, when still
+  // in O's registers, is written between the tile's second Q K^T and its first P V: its stores run under the
+  // former.
   __device__ __forceinline__ void overlapped_key_tiles() {
     float correction[1][2];
-    to_probabilities(tile_.work.key_tile_begin, correction);  // O is zero: nothing to rescale
+    to_probabilities(tile_.work.key_tile_begin, correction);  // O is zero or the previous tile's: no rescale
     to_fragments();
     for (int key_tile = tile_.work.key_tile_begin + 1; key_tile < tile_.work.key_tile_end; ++key_tile) {
       begin_turn();
       issue_scores(tile_.q_stage);
+      if (kOutputUnderScores && output_pending_) {
+        end_turn();
+        write_pending_output();
+        begin_turn();
+      }
       issue_output();
       end_turn();
       wait_scores<1>();
@@ -212,6 +234,17 @@ class AttentionConsumer {
       wait_output<0>();
       softmax_.rescale(o_, correction);
       to_fragments();
+    }
+    if (kOutputUnderScores && output_pending_) write_pending_output();  // a tile of one key tile
+  }
+
+  // The previous tile's output, finished in O's registers; O is then zero for this tile.
+  __device__ __forceinline__ void write_pending_output() {
+    if constexpr (kOutputUnderScores) {
+      store_output<Shape>(smem_, p_, consumer_, output_offset_, pending_rows_,
+                          pack_output<Shape>(o_, pending_inverse_sum_));
+      o_.zero();
+      output_pending_ = false;
     }
   }
 
@@ -308,6 +341,10 @@ class AttentionConsumer {
   PipelineState<Shape::kStages> v_read_;
 
   TileState tile_;
+  // The previous work tile's output while it waits in O's registers (kOutputUnderScores).
+  bool output_pending_ = false;
+  OutputRows pending_rows_;
+  float pending_inverse_sum_[1][2];
   ScoreTile s_;
   OutputTile o_;
   std::uint32_t p_fragments_[kPSteps][4];
