@@ -93,17 +93,13 @@ class AttentionConsumer {
             output_pending_ = true;
           } else {
             wait_output<1>();
-            close_tile();
-            tile_ = following;
-            reset_accumulators();
+            switch_tile(following);
           }
           wait_scores<0>();
           first_scores_landed = true;
         } else {
           last_output();
-          close_tile();
-          tile_ = following;
-          reset_accumulators();
+          switch_tile(following);
         }
         cursor = next;
         continue;
@@ -165,6 +161,13 @@ class AttentionConsumer {
 
   __device__ __forceinline__ void open_tile(const WorkTile& tile) {
     tile_ = tile_state(tile);
+    reset_accumulators();
+  }
+
+  // This tile's output written, `following` (its Q landed) becomes the tile.
+  __device__ __forceinline__ void switch_tile(const TileState& following) {
+    close_tile();
+    tile_ = following;
     reset_accumulators();
   }
 
