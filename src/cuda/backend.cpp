@@ -175,8 +175,7 @@ std::string hopper_forward_obstacle(const detail::Problem& p, const DeviceTraits
 template <class T>
 void hopper_forward_typed(int head_dim, const ForwardParams& p, int multiprocessors, cudaStream_t stream) {
 #if defined(FLASHATTN_CUDA_HOPPER)
-  const bool masked = p.window_left >= 0 || p.window_right >= 0;
-  const bool long_sequences = p.seqlen_q >= hopper_long_tile_seqlen(masked);
+  const bool long_sequences = p.seqlen_q >= kHopperLongTileSeqlen;
   switch (head_dim) {
 #if defined(FLASHATTN_CUDA_HDIM_64)
     case 64:

@@ -83,18 +83,13 @@ struct HopperForwardTile {
 };
 
 // Queries per sequence from which the long-sequence tile (`long_sequences`) is used where one is compiled
-// (hopper_long_tile), by whether a causal mask or a window limits the keys. Its 192-row query tiles leave a
-// partial tile, which costs most under a mask: d = 64 on an H200, same call, 2026-11-26 23:08 UTC, against the
-// 128-row tile: causal 0.85 at 1k, 1.04 at 1.5k, 0.90 at 2k, 1.07 at 3k, 1.03 at 4k; without a mask 1.00 at 1k
-// and 1.09-1.12 from 1.5k to 4k. With the partial tile first under a causal mask (hopper/attention/kernel.cuh),
-// H100, same call, 2026-11-26 23:57 UTC, against the 128-row tile: 0.94 at 2k, 1.00 at 2.5k, 1.08 at 3k, 1.02 at
-// 3.5k.
+// (hopper_long_tile), with or without a mask. Without one, 192-row query tiles ran at 1.00 of the 128-row tile at 1k
+// and 1.09-1.12 from 1.5k to 4k (d = 64, H200, same call, 2026-11-26 23:08 UTC). Under a causal mask they took from
+// 3072 queries until session 16 (0.94 at 2k, H100, 2026-11-26 23:57 UTC): an odd tile count left a unit of half the
+// others' keys, and the first consumers walked key tiles that their rows do not see. With both mended (tile_order.hpp,
+// mainloop.cuh's own_key_tile_end), causal, H200, in-process A/B, 2026-11-27 05:28 UTC: against the 128-row tile
+// +3.7 / +7.9 / +7.3 % at 1k / 1.5k / 2k; against the 192-row tile before the two changes +3.5 % at 3k.
 inline constexpr int kHopperLongTileSeqlen = 1024;
-inline constexpr int kHopperLongTileMaskedSeqlen = 3072;
-
-constexpr int hopper_long_tile_seqlen(bool masked) {
-  return masked ? kHopperLongTileMaskedSeqlen : kHopperLongTileSeqlen;
-}
 
 constexpr HopperForwardTile hopper_forward_tile(int head_dim, bool long_sequences = false) {
 #if defined(FLASHATTN_DEV_HOPPER_N)

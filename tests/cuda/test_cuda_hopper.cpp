@@ -112,7 +112,7 @@ std::vector<Config> hopper_grid() {
   c.softcap = 2.0f;
   configs.push_back(c);
   // d = 64 runs on the long-sequence tile (192 rows, three consumer warpgroups, one product at a time) from 1024
-  // queries without a mask and from 3072 under one (tiles.hpp).
+  // queries (tiles.hpp).
   configs.push_back(cuda_case(kBf16, 1, 8192, 600, 2, 1, 64));
   c = cuda_case(kFp16, 2, 1100, 1300, 4, 2, 64);  // a last query tile of 140 rows
   c.softcap = 3.0f;
@@ -120,8 +120,9 @@ std::vector<Config> hopper_grid() {
   c = cuda_case(kFp16, 1, 8200, 700, 2, 2, 48);  // bottom-right: the first 7500 rows see no key
   c.causal = true;
   configs.push_back(c);
-  // Under a causal mask the partial query tile comes first, by whole consumer warpgroups (kernel.cuh): 128 rows of
-  // the first 192-row tile before the sequence's start, the rows of two of its three consumers.
+  // Under a causal mask the partial query tile comes first, by whole consumer warpgroups (tile_order.hpp): 128 rows of
+  // the first 192-row tile before the sequence's start, the rows of two of its three consumers; 17 tiles, so an empty
+  // one goes before them.
   c = cuda_case(kFp16, 2, 3136, 3136, 2, 1, 64);
   c.causal = true;
   c.alignment = CausalAlignment::kTopLeft;

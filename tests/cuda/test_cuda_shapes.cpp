@@ -119,8 +119,14 @@ std::vector<Config> sanitizer_grid() {
   // On an H100: d = 64's 192-row Hopper tile (from 1024 queries without a mask), three consumer warpgroups; enough
   // query tiles that the portable kernel would not split the keys, which would keep the call off the Hopper kernel.
   configs.push_back(cuda_case(kFp16, 3, 1100, 300, 8, 2, 64));
-  // Causal: the first of the nine 128-row query tiles begins 64 rows before the sequence (hopper/attention/kernel.cuh).
-  c = cuda_case(kBf16, 3, 1050, 1050, 8, 2, 64);
+  // Causal: the first of the eight 128-row query tiles begins 64 rows before the sequence
+  // (hopper/attention/tile_order.hpp).
+  c = cuda_case(kBf16, 3, 960, 960, 8, 2, 64);
+  c.causal = true;
+  configs.push_back(c);
+  // Causal on the 192-row tile: seven query tiles and an empty one before them, which the walk skips
+  // (tile_order.hpp); each tile's first consumers give back the key tiles their rows do not see (mainloop.cuh).
+  c = cuda_case(kBf16, 2, 1200, 1200, 8, 2, 64);
   c.causal = true;
   configs.push_back(c);
   // d = 256's Hopper tile: one Q buffer, freed by the last Q K^T of a tile while its output is written from registers.

@@ -7,7 +7,7 @@
 // issued, so that the stores ran under them, spilled at d = 128 and was 3.5 % slower at d = 64: H100, 2026-11-26.
 // With the tile table's output_under_scores O itself waits in its registers instead, mainloop.cuh.) Without that
 // buffer (d = 256), write_output stores the rows from registers to global memory. A consumer whose rows lie before
-// the sequence's start (the first query tile under a causal mask, kernel.cuh) writes neither O nor the LSE.
+// the sequence's start (the first query tile under a causal mask, tile_order.hpp) writes neither O nor the LSE.
 #pragma once
 
 #include "cuda/device/ptx.cuh"

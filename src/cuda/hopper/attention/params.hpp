@@ -46,14 +46,14 @@ struct InvariantDivisor {
 };
 
 // The order of the (query tile, head, batch) work tiles, in units that the blocks take in turn (scheduler.cuh):
-// heads in groups of about one wave of units (kernel.cuh), and inside a group every head of the group for one
+// heads in groups of about one wave of units (tile_order.hpp), and inside a group every head of the group for one
 // unit before the next unit, so that the blocks running at once share K and V in L2. A unit is one query tile, the last
 // ones first; or, where the query tiles see more keys the later they are (causal), the pair of query tiles
 // m_blocks - 1 - k and k, whose key counts add up to about the same for every k: the blocks' shares then come
 // out even (a round-robin of single tiles gave them 55 to 87 % balance on the causal benchmark shapes).
 struct TileOrder {
   int m_blocks = 0;         // query tiles of a sequence
-  int row_shift = 0;        // rows the first query tile begins before the sequence (kernel.cuh)
+  int row_shift = 0;        // rows the first query tile begins before the sequence (tile_order.hpp)
   int heads = 0;            // (batch, head) pairs
   int heads_per_group = 1;  // pairs whose K and V are read at the same time
   bool paired = false;      // a unit is a pair of query tiles
@@ -65,6 +65,9 @@ struct TileOrder {
   InvariantDivisor group_heads;
   InvariantDivisor last_group_heads;  // the last group's heads (heads - (groups - 1) x heads_per_group)
   InvariantDivisor heads_q;
+  // 1 where an empty tile (one whose rows see no key) has been put before the first to pair the last tile of an
+  // odd count (tile_order.hpp): tile 0 then is that one, and the walk skips it.
+  int empty_tiles = 0;
 };
 
 struct HopperForwardParams {

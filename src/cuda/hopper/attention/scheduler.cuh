@@ -29,8 +29,9 @@ struct TileScheduler {
 
   __device__ __forceinline__ Cursor next(const Cursor& cursor) const {
     if (cursor.second == 0 && order.paired) {
+      // The unit's second tile is k, unless k is its first (the middle one of an odd count) or the empty tile.
       const int k = place(cursor.unit).step;
-      if (k != order.m_blocks - 1 - k) return {cursor.unit, 1};
+      if (k >= order.empty_tiles && k != order.m_blocks - 1 - k) return {cursor.unit, 1};
     }
     return {cursor.unit + static_cast<int>(gridDim.x), 0};
   }
