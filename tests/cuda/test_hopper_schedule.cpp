@@ -57,8 +57,8 @@ TEST(HopperSchedule, InvariantDivisorMatchesIntegerDivision) {
   }
 }
 
-// The tile order (tile_order.hpp) of a causal problem with these lengths, on 132 multiprocessors, d = 64, bf16.
-TileOrder causal_order(int seqlen_q, int seqlen_k, int block_m, bool bottom_right = true) {
+// A batched d = 64 problem of 2 x 4 query heads (2 KV heads) without a mask.
+ForwardParams problem(int seqlen_q, int seqlen_k) {
   ForwardParams a;
   a.batch = 2;
   a.heads_q = 4;
@@ -67,7 +67,12 @@ TileOrder causal_order(int seqlen_q, int seqlen_k, int block_m, bool bottom_righ
   a.head_dim_v = 64;
   a.seqlen_q = seqlen_q;
   a.seqlen_k = seqlen_k;
-  a.window_left = -1;
+  return a;
+}
+
+// The tile order (tile_order.hpp) of a causal problem with these lengths, on 132 multiprocessors, bf16.
+TileOrder causal_order(int seqlen_q, int seqlen_k, int block_m, bool bottom_right = true) {
+  ForwardParams a = problem(seqlen_q, seqlen_k);
   a.window_right = 0;
   a.bottom_right = bottom_right;
   return plan_tile_order(a, block_m, 64, 2, 132);
@@ -142,20 +147,12 @@ TEST(HopperSchedule, EmptyTileOnlyWhereItSeesNoKey) {
   EXPECT_EQ(order.row_shift, 64 + 128);
   EXPECT_EQ(order.empty_tiles, 1);
   // Without a mask the tiles are not paired.
-  ForwardParams a;
-  a.batch = 1;
-  a.heads_q = 2;
-  a.heads_kv = 2;
-  a.head_dim = 64;
-  a.head_dim_v = 64;
-  a.seqlen_q = 2048;
-  a.seqlen_k = 2048;
-  order = plan_tile_order(a, 192, 64, 2, 132);
+  order = plan_tile_order(problem(2048, 2048), 192, 64, 2, 132);
   EXPECT_FALSE(order.paired);
   EXPECT_EQ(order.m_blocks, 11);
   EXPECT_EQ(order.row_shift, 0);
   EXPECT_EQ(order.empty_tiles, 0);
-  EXPECT_EQ(order.units, 22);
+  EXPECT_EQ(order.units, 11 * 8);
 }
 
 }  // namespace
