@@ -233,9 +233,17 @@ class AttentionConsumer {
   // release counts towards that fill's phase).
   __device__ __forceinline__ void release_key_tile() {
     mbarrier_wait(smem_.k_full(k_read_.stage), k_read_.phase);
+    release_key_stage();
+    mbarrier_wait(smem_.v_full(v_read_.stage), v_read_.phase);
+    release_value_stage();
+  }
+
+  // K's (V's) stage goes back to the producer, and the consumer moves on to the next.
+  __device__ __forceinline__ void release_key_stage() {
     if (lane_ == 0) mbarrier_arrive(smem_.k_empty(k_read_.stage));
     k_read_.advance();
-    mbarrier_wait(smem_.v_full(v_read_.stage), v_read_.phase);
+  }
+  __device__ __forceinline__ void release_value_stage() {
     if (lane_ == 0) mbarrier_arrive(smem_.v_empty(v_read_.stage));
     v_read_.advance();
   }
@@ -323,8 +331,7 @@ class AttentionConsumer {
   __device__ __forceinline__ void wait_scores() {
     wgmma_wait_group<Pending>();
     pin_accumulators(flat(s_));
-    if (lane_ == 0) mbarrier_arrive(smem_.k_empty(k_read_.stage));
-    k_read_.advance();
+    release_key_stage();
   }
 
   // P V has landed (at most `Pending` younger groups still run): V's stage goes back to the producer, and O
@@ -334,8 +341,7 @@ class AttentionConsumer {
     wgmma_wait_group<Pending>();
     pin_accumulators(flat(o_));
     pin_fragments(p_fragments_);
-    if (lane_ == 0) mbarrier_arrive(smem_.v_empty(v_read_.stage));
-    v_read_.advance();
+    release_value_stage();
   }
 
   __device__ __forceinline__ void to_probabilities(int key_tile, float (&correction)[1][2]) {
