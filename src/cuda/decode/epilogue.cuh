@@ -15,7 +15,15 @@
 
 namespace flashattn::cuda::device {
 
-// row_max / row_sum: (warps, kDecodeRows), log2 domain; partial: (warps, kDecodeRows, kHeadDim) unnormalised.
+// Floats from one row of a warp's partial output to the next in shared memory. A warp writes its accumulator
+// eight rows at a time (lanes 4i .. 4i + 3 hold row i's 8 columns of a column block); rows kHeadDim floats
+// apart would all start on bank 0, an eight-way conflict. Eight floats more move each row by eight banks:
+// four rows fill the 32 banks, so a warp's 256 bytes take the two passes they need at the least.
+template <int kHeadDim>
+inline constexpr int kPartialRowStride = kHeadDim + 8;
+
+// row_max / row_sum: (warps, kDecodeRows), log2 domain; partial: (warps, kDecodeRows, kPartialRowStride)
+// unnormalised.
 template <class T, int kHeadDim, int kWarps, int kThreads>
 __device__ __forceinline__ void merge_warps_and_store(const DecodeParams& params, const CacheSequence& s,
                                                       const DecodeRows& rows, int row0, int kv_head, int split,
@@ -37,7 +45,8 @@ __device__ __forceinline__ void merge_warps_and_store(const DecodeParams& params
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) {
         const float weight = fast_exp2(row_max[w * kDecodeRows + r] - block_max);
-        const float2 part = *reinterpret_cast<const float2*>(partial + (w * kDecodeRows + r) * kHeadDim + c);
+        const float2 part =
+            *reinterpret_cast<const float2*>(partial + (w * kDecodeRows + r) * kPartialRowStride<kHeadDim> + c);
         total += weight * row_sum[w * kDecodeRows + r];
         value.x += weight * part.x;
         value.y += weight * part.y;

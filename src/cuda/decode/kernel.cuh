@@ -39,7 +39,8 @@ struct DecodeConfig {
   // The stages' mbarriers (copy-engine path) follow the tiles.
   static constexpr int kSmemBytes = kTileBytes + kTile.stages * static_cast<int>(sizeof(std::uint64_t));
   // The warps' final states (fp32 row maxima, sums, outputs) reuse the key buffers.
-  static constexpr int kMergeBytes = static_cast<int>(sizeof(float)) * kTile.warps * kDecodeRows * (kHeadDim + 2);
+  static constexpr int kMergeBytes =
+      static_cast<int>(sizeof(float)) * kTile.warps * kDecodeRows * (kPartialRowStride<kHeadDim> + 2);
   static_assert(kMergeBytes <= static_cast<int>(sizeof(T)) * kTile.stages * kStageElements, "merge must fit");
 };
 
@@ -198,7 +199,7 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
 
   float* row_max = reinterpret_cast<float*>(stages);
   float* row_sum = row_max + kWarps * kDecodeRows;
-  float* partial = row_sum + kWarps * kDecodeRows;  // (warps, rows, kHeadDim)
+  float* partial = row_sum + kWarps * kDecodeRows;  // (warps, rows, kPartialRowStride)
   softmax.share(row_max + warp * kDecodeRows, row_sum + warp * kDecodeRows, lane);
 #pragma unroll
   for (int nt = 0; nt < kHeadDim / 8; ++nt) {
@@ -206,7 +207,7 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
     for (int half = 0; half < 2; ++half) {
       const int r = lane / 4 + 8 * half;
       const int c = 8 * nt + 2 * (lane % 4);
-      *reinterpret_cast<float2*>(partial + (warp * kDecodeRows + r) * kHeadDim + c) =
+      *reinterpret_cast<float2*>(partial + (warp * kDecodeRows + r) * kPartialRowStride<kHeadDim> + c) =
           make_float2(out.c[0][nt][2 * half], out.c[0][nt][2 * half + 1]);
     }
   }
