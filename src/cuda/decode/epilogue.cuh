@@ -23,6 +23,12 @@ namespace flashattn::cuda::device {
 template <int kHeadDim>
 inline constexpr int kPartialRowStride = kHeadDim + 8;
 
+// Where channel `channel` of row `row` of warp `warp`'s partial output lies among the partial outputs.
+template <int kHeadDim>
+__device__ __forceinline__ int partial_offset(int warp, int row, int channel) {
+  return (warp * kDecodeRows + row) * kPartialRowStride<kHeadDim> + channel;
+}
+
 // row_max / row_sum: (warps, kDecodeRows), log2 domain; partial: (warps, kDecodeRows, kPartialRowStride)
 // unnormalised.
 template <class T, int kHeadDim, int kWarps, int kThreads>
@@ -46,8 +52,7 @@ __device__ __forceinline__ void merge_warps_and_store(const DecodeParams& params
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) {
         const float weight = fast_exp2(row_max[w * kDecodeRows + r] - block_max);
-        const float2 part =
-            *reinterpret_cast<const float2*>(partial + (w * kDecodeRows + r) * kPartialRowStride<kHeadDim> + c);
+        const float2 part = *reinterpret_cast<const float2*>(partial + partial_offset<kHeadDim>(w, r, c));
         total += weight * row_sum[w * kDecodeRows + r];
         value.x += weight * part.x;
         value.y += weight * part.y;

@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
     for (int half = 0; half < 2; ++half) {
       const int r = lane / 4 + 8 * half;
       const int c = 8 * nt + 2 * (lane % 4);
-      *reinterpret_cast<float2*>(partial + (warp * kDecodeRows + r) * kPartialRowStride<kHeadDim> + c) =
+      *reinterpret_cast<float2*>(partial + partial_offset<kHeadDim>(warp, r, c)) =
           make_float2(out.c[0][nt][2 * half], out.c[0][nt][2 * half + 1]);
     }
   }
