@@ -62,12 +62,13 @@ struct KVCacheSchedule {
   // into n even parts and combines them.
   int num_splits = 0;
   // fp32 scratch of at least kvcache_workspace_size() elements on q's device, 16-byte aligned (as every
-  // allocator's blocks are), for split results. Without it the call runs unsplit, so the call never allocates (it can
-  // be captured in a CUDA graph).
+  // allocator's blocks are), for split results. A split that needs one runs unsplit without it, so the call never
+  // allocates (it can be captured in a CUDA graph). On Hopper, up to 8 splits merge on chip and need none.
   std::optional<TensorView> workspace;
 };
 
-// fp32 elements of workspace the call with these arguments uses (0 when it runs unsplit). Host-only.
+// fp32 elements of workspace the call with these arguments uses (0 when it runs unsplit or its splits merge on
+// chip). Host-only.
 FLASHATTN_API std::int64_t kvcache_workspace_size(const TensorView& q, const KVCache& cache,
                                                   const AttentionOptions& options = {},
                                                   const KVCacheSchedule& schedule = {});

@@ -1,6 +1,8 @@
 #include "cuda/host.hpp"
 
 #include <algorithm>
+#include <cstddef>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -74,6 +76,31 @@ void allow_dynamic_shared_memory(const void* kernel, int bytes) {
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
         "cudaFuncSetAttribute (dynamic shared memory)");
   allowed.insert({kernel, device, bytes});
+}
+
+int max_active_clusters(const void* kernel, int threads, int shared_bytes, int cluster_size) {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  static std::mutex mutex;
+  static std::map<std::tuple<const void*, int, int>, int> known;  // (kernel, device, cluster size) -> clusters
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto found = known.find({kernel, device, cluster_size});
+  if (found != known.end()) return found->second;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(cluster_size));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.dynamicSmemBytes = static_cast<std::size_t>(shared_bytes);
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = static_cast<unsigned>(cluster_size);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  int clusters = 0;
+  check(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config), "cudaOccupancyMaxActiveClusters");
+  known[{kernel, device, cluster_size}] = clusters;
+  return clusters;
 }
 
 void check_compute_capability(int device, const DeviceTraits& traits) {

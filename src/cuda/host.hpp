@@ -40,6 +40,11 @@ DeviceTraits device_traits(int device);
 // the first without it, and their launches failed.
 void allow_dynamic_shared_memory(const void* kernel, int bytes);
 
+// Clusters of `cluster_size` blocks of `kernel` (`threads` threads, `shared_bytes` of dynamic shared memory, allowed
+// already) the current device holds at once (cudaOccupancyMaxActiveClusters); asks CUDA once per kernel, device
+// and cluster size. Hopper and later.
+int max_active_clusters(const void* kernel, int threads, int shared_bytes, int cluster_size);
+
 // The smallest compiled kernel head dimension that holds both head dimensions (NotSupported if none).
 int kernel_head_dim(std::int64_t head_dim, std::int64_t head_dim_v);
 // NotSupported below compute capability 8.0.

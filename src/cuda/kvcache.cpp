@@ -1,6 +1,7 @@
 // Host side of the KV-cache call on CUDA devices: checks what the kernels need beyond validation, plans the
-// split of the keys, and launches append -> decode -> combine on the caller's stream. No allocation and no
-// synchronisation: split runs use the caller's workspace, so the call can be captured in a CUDA graph.
+// split of the keys, and launches append -> decode -> combine on the caller's stream (on Hopper, up to 8 splits
+// merge in the decoding kernel's clusters instead). No allocation and no synchronisation: split runs use the
+// caller's workspace, so the call can be captured in a CUDA graph.
 #include "cuda/kvcache.hpp"
 
 #include <cuda_runtime.h>
@@ -24,8 +25,9 @@ namespace {
 constexpr std::int64_t kMinTilesPerSplit = 1;
 // Contiguous caches of at most this many key tiles run unsplit: a block's few tiles cost less than the combine's
 // launch (H100, 2026-11-26: batch 4 x 512 keys 13.9 us unsplit against 15.2-15.4 with 2 or 4 splits; 1 x 512
-// 12.7 against 12.8-13.4). Paged ones still split: each tile's copies wait for its page lookups (4 x 512 paged
-// 17.5 unsplit, 15.9 with 4 splits).
+// 12.7 against 12.8-13.4). Paged ones still split: their first tile waits for its page lookups, and each tile's
+// copies are eight times as many boxes (key_tiles.cuh). H100, 2026-11-27: 4 x 512 paged 14.6 us unsplit, 14.0
+// with 2 splits merged in clusters.
 constexpr std::int64_t kMaxUnsplitContiguousTiles = 4;
 // Accept a split count once its last wave fills this share of the SMs' block slots.
 constexpr double kMinWaveFill = 0.9;
@@ -43,6 +45,18 @@ std::int64_t row_tiles(const detail::KVCacheProblem& p) {
 // The (sequence, KV head, row tile) units: one block each before the keys are split.
 std::int64_t units(const detail::KVCacheProblem& p) { return p.batch * p.heads_kv * row_tiles(p); }
 
+// Key tiles of a full cache.
+std::int64_t key_tiles(const detail::KVCacheProblem& p, const DecodeTile& tile) {
+  return (p.cache.capacity + tile.tile_keys() - 1) / tile.tile_keys();
+}
+
+// The kernel gives each split ceil(tiles / splits) whole tiles (SplitRange): as few splits as give the same tiles per
+// split, rather than trailing splits without keys.
+std::int64_t tiles_per_split(std::int64_t tiles, std::int64_t splits) { return (tiles + splits - 1) / splits; }
+std::int64_t splits_with_keys(std::int64_t tiles, std::int64_t splits) {
+  return (tiles + tiles_per_split(tiles, splits) - 1) / tiles_per_split(tiles, splits);
+}
+
 // Splits of each (sequence, KV head, row tile)'s keys. The host does not know the sequences' lengths (they
 // live on the device), so it plans for a full cache; the kernel cuts each sequence's actual key range
 // into that many even parts. The count is the smallest that gives every SM one block, in whole waves:
@@ -53,10 +67,9 @@ int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const D
   const std::int64_t blocks = units(p);
   if (blocks == 0 || p.cache.capacity == 0) return 1;
   const std::int64_t slots = traits.multiprocessors;
-  const std::int64_t tile_keys = tile.tile_keys();
-  const std::int64_t key_tiles = (p.cache.capacity + tile_keys - 1) / tile_keys;
-  if (p.cache.page_size == 0 && key_tiles <= kMaxUnsplitContiguousTiles) return 1;
-  const std::int64_t most = std::clamp<std::int64_t>(key_tiles / kMinTilesPerSplit, 1, kMaxDecodeSplits);
+  const std::int64_t tiles = key_tiles(p, tile);
+  if (p.cache.page_size == 0 && tiles <= kMaxUnsplitContiguousTiles) return 1;
+  const std::int64_t most = std::clamp<std::int64_t>(tiles / kMinTilesPerSplit, 1, kMaxDecodeSplits);
   std::int64_t chosen = most;
   for (std::int64_t splits = 1; splits <= most; ++splits) {
     const std::int64_t total = blocks * splits;
@@ -67,19 +80,93 @@ int plan_splits(const detail::KVCacheProblem& p, const DecodeTile& tile, const D
       break;
     }
   }
-  // The kernel gives each split ceil(tiles / splits) whole tiles (SplitRange): as few splits as give the same
-  // tiles per split, rather than trailing splits without keys that the combine would read too.
-  const std::int64_t tiles_per_split = (key_tiles + chosen - 1) / chosen;
-  return static_cast<int>((key_tiles + tiles_per_split - 1) / tiles_per_split);
+  return static_cast<int>(splits_with_keys(tiles, chosen));
 }
+
+template <class T>
+DecodeKernel instance_of(int head_dim, DecodeWidth width) {
+  switch (head_dim) {
+#if defined(FLASHATTN_CUDA_HDIM_64)
+    case 64:
+      return decode_instance<T, 64, DecodeWidth::kWide>();
+#endif
+#if defined(FLASHATTN_CUDA_HDIM_128)
+    case 128:
+      switch (width) {
+        case DecodeWidth::kWide:
+          return decode_instance<T, 128, DecodeWidth::kWide>();
+        case DecodeWidth::kMedium:
+          return decode_instance<T, 128, DecodeWidth::kMedium>();
+        case DecodeWidth::kNarrow:
+          return decode_instance<T, 128, DecodeWidth::kNarrow>();
+      }
+      break;
+#endif
+#if defined(FLASHATTN_CUDA_HDIM_256)
+    case 256:
+      return decode_instance<T, 256, DecodeWidth::kWide>();
+#endif
+    default:
+      break;
+  }
+  throw BackendError("cuda: no decoding kernel for head_dim " + std::to_string(head_dim));
+}
+
+// The decoding kernel of a head dim and width in the problem's dtype (fp16 for fp32, which check_supported refuses).
+DecodeKernel instance_of(const detail::KVCacheProblem& p, int head_dim, DecodeWidth width) {
+  return p.dtype == detail::KVDType::kBFloat16 ? instance_of<__nv_bfloat16>(head_dim, width)
+                                               : instance_of<__half>(head_dim, width);
+}
+
+constexpr int kMinClusterCapability = 90;
 
 struct Plan {
   int head_dim = 0;
   DecodeWidth width = DecodeWidth::kWide;
   int splits = 1;
+  bool cluster_merge = false;  // DecodeParams::cluster_merge
+  DecodeKernel kernel{};
 
   DecodeTile tile() const { return decode_tile(head_dim, width); }
+  std::int64_t workspace_elements(const detail::KVCacheProblem& p) const {
+    return DecodeParams::workspace_elements(p, splits, cluster_merge);
+  }
 };
+
+// A split of the backend's choice may have this many more key tiles than planned when fewer splits then merge in
+// their clusters: the combine costs about that much (H100, batch 4 x 512 keys, paged: 2 splits in clusters 14.0 us,
+// 4 with the combine 15.2).
+constexpr std::int64_t kClusterTileAllowance = 1;
+
+// On Hopper splits merge in their clusters (no workspace, no combine) where a cluster holds them and the device holds
+// all the clusters at once. A second wave of clusters costs more than the combine saves: an H100 holds 30 clusters
+// of 4 wide blocks, not 33 (its SMs come in groups that clusters do not span), and batch 4 x 512 keys, paged, in 32
+// clusters of 4 took 21.8 us against 15.3 with the combine (2026-11-27, docs/PERFORMANCE.md). Where the planned
+// splits do not fit, the backend's choice falls back to the most that do, within kClusterTileAllowance.
+void choose_merge(const detail::KVCacheProblem& p, Plan& plan, const DeviceTraits& traits) {
+  plan.cluster_merge = false;
+  if (traits.compute_capability < kMinClusterCapability || plan.splits < 2) return;
+  const DecodeKernel& k = plan.kernel;
+  const auto fits = [&](std::int64_t splits) {
+    return splits <= kMaxClusterSplits &&
+           units(p) <= max_active_clusters(k.kernel, k.threads, k.shared_bytes, static_cast<int>(splits));
+  };
+  if (fits(plan.splits)) {
+    plan.cluster_merge = true;
+    return;
+  }
+  if (p.num_splits > 0) return;  // the caller's count, merged by the combine
+  const std::int64_t tiles = key_tiles(p, plan.tile());
+  for (std::int64_t splits = std::min<std::int64_t>(plan.splits - 1, kMaxClusterSplits); splits >= 2; --splits) {
+    const std::int64_t fewer = splits_with_keys(tiles, splits);
+    if (!fits(fewer)) continue;
+    if (tiles_per_split(tiles, fewer) <= tiles_per_split(tiles, plan.splits) + kClusterTileAllowance) {
+      plan.splits = static_cast<int>(fewer);
+      plan.cluster_merge = true;
+    }
+    return;
+  }
+}
 
 Plan plan(const detail::KVCacheProblem& p, const DeviceTraits& traits) {
   Plan result;
@@ -98,6 +185,8 @@ Plan plan(const detail::KVCacheProblem& p, const DeviceTraits& traits) {
   } else {
     result.splits = plan_splits(p, result.tile(), traits);
   }
+  result.kernel = instance_of(p, result.head_dim, result.width);
+  choose_merge(p, result, traits);
   return result;
 }
 
@@ -168,44 +257,15 @@ template <class T>
 void launch_all(const detail::KVCacheProblem& p, const DecodeParams& params, const Plan& plan, cudaStream_t stream) {
   if (p.seqlen_new > 0) launch_append<T>(p, stream);
   if (params.row_tiles == 0) return;
-  switch (plan.head_dim) {
-#if defined(FLASHATTN_CUDA_HDIM_64)
-    case 64:
-      launch_decode<T, 64, DecodeWidth::kWide>(params, stream);
-      break;
-#endif
-#if defined(FLASHATTN_CUDA_HDIM_128)
-    case 128:
-      switch (plan.width) {
-        case DecodeWidth::kWide:
-          launch_decode<T, 128, DecodeWidth::kWide>(params, stream);
-          break;
-        case DecodeWidth::kMedium:
-          launch_decode<T, 128, DecodeWidth::kMedium>(params, stream);
-          break;
-        case DecodeWidth::kNarrow:
-          launch_decode<T, 128, DecodeWidth::kNarrow>(params, stream);
-          break;
-      }
-      break;
-#endif
-#if defined(FLASHATTN_CUDA_HDIM_256)
-    case 256:
-      launch_decode<T, 256, DecodeWidth::kWide>(params, stream);
-      break;
-#endif
-    default:
-      throw BackendError("cuda: no decoding kernel for head_dim " + std::to_string(plan.head_dim));
-  }
-  if (params.num_splits > 1) launch_combine_splits<T>(params, stream);
+  plan.kernel.launch(params, stream);
+  if (params.num_splits > 1 && !params.cluster_merge) launch_combine_splits<T>(params, stream);
 }
 
 }  // namespace
 
 std::int64_t kvcache_workspace_size(const detail::KVCacheProblem& problem) {
   DeviceScope scope(problem.device_index);
-  const Plan chosen = plan(problem, device_traits(problem.device_index));
-  return DecodeParams::workspace_elements(problem, chosen.splits);
+  return plan(problem, device_traits(problem.device_index)).workspace_elements(problem);
 }
 
 void forward_kvcache(const detail::KVCacheProblem& problem) {
@@ -213,9 +273,10 @@ void forward_kvcache(const detail::KVCacheProblem& problem) {
   const DeviceTraits traits = device_traits(problem.device_index);
   check_supported(problem, traits);
   Plan chosen = plan(problem, traits);
-  const std::int64_t needed = DecodeParams::workspace_elements(problem, chosen.splits);
+  const std::int64_t needed = chosen.workspace_elements(problem);
   if (problem.workspace == nullptr) {
-    chosen.splits = 1;  // no workspace: run unsplit rather than allocate (kvcache.hpp)
+    // No workspace: a split that needs one runs unsplit rather than allocate (kvcache.hpp).
+    if (needed > 0) chosen.splits = 1;
   } else if (reinterpret_cast<std::uintptr_t>(problem.workspace) % kWorkspaceAlignBytes != 0) {
     throw InvalidArgument("workspace", "must be 16-byte aligned: the combine reads it 16 bytes at a time");
   } else if (needed > problem.workspace_size) {
@@ -228,7 +289,8 @@ void forward_kvcache(const detail::KVCacheProblem& problem) {
   params.problem = problem;
   params.num_splits = chosen.splits;
   params.row_tiles = static_cast<int>(row_tiles(problem));
-  if (params.num_splits > 1) {
+  params.cluster_merge = chosen.cluster_merge;
+  if (params.num_splits > 1 && !params.cluster_merge) {
     params.partial_rows = problem.batch * problem.heads_q * problem.seqlen_q;
     params.out_partial = problem.workspace;
     params.lse_partial = problem.workspace + params.num_splits * params.partial_rows * problem.head_dim_v;

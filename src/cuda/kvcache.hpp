@@ -8,7 +8,8 @@
 
 namespace flashattn::cuda {
 
-// fp32 elements of workspace forward_kvcache uses for this problem when given one (0: it runs unsplit).
+// fp32 elements of workspace forward_kvcache uses for this problem when given one (0: it runs unsplit, or its
+// splits merge in thread-block clusters).
 std::int64_t kvcache_workspace_size(const detail::KVCacheProblem& problem);
 
 void forward_kvcache(const detail::KVCacheProblem& problem);

@@ -209,6 +209,9 @@ inline constexpr int kDecodeRows = 16;
 // At most this many key splits per block's rows: the combine (decode/merge.cuh) keeps one weight per split in
 // shared memory.
 inline constexpr int kMaxDecodeSplits = 128;
+// On Hopper, up to this many splits run as one thread-block cluster and merge through its distributed shared
+// memory (decode/epilogue.cuh) instead of the workspace and the combine: 8 is the portable cluster size.
+inline constexpr int kMaxClusterSplits = 8;
 
 // Three tiles per head_dim: wide blocks, one per SM, for calls of few (sequence, KV head) units, whose keys the
 // host splits across the SMs; narrow blocks, several per SM, for calls of many short units, where one block's

@@ -1,7 +1,7 @@
 // forward_kvcache on CUDA device 0: the CPU backend's KV-cache grids (tests/cpp/kvcache_cases.hpp) in fp16 and
 // bf16 on device copies of the same tensors, checked against the same float64 reference with the same rules
 // (every element, the appended cache entries, every other cache byte unchanged, the guard regions around every
-// device copy intact). Then the split-KV schedule forced to 1, 3 and the automatic choice with a workspace, and
+// device copy intact). Then the split-KV schedule forced to 1, 3, 8 and 12 splits and the automatic choice, and
 // a CUDA graph: forward_kvcache captured once (append and rotary included) and replayed with new contents. Last, the
 // rules particular to CUDA devices (kvcache.cpp), each rejecting a call before anything is written.
 #include <cuda_runtime_api.h>
@@ -71,13 +71,15 @@ TEST_P(CudaKVOptions, MatchReference) { run_kvcache_case(GetParam()); }
 INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVOptions, testing::ValuesIn(kvcache_on_cuda(kvcache_options_grid())),
                          KVCaseName());
 
-// Long keys and few query rows, the shape split-KV is for: unsplit, three splits, and the backend's choice,
-// each with a workspace of kvcache_workspace_size() elements; three splits without a workspace run unsplit.
+// Long keys and few query rows, the shape split-KV is for: unsplit; 3 and 8 splits, which merge in their
+// thread-block cluster on Hopper (kMaxClusterSplits, tiles.hpp) and in the combine elsewhere; 12, which take the
+// combine everywhere; and the backend's choice; each with a workspace of kvcache_workspace_size() elements.
+// Three splits without a workspace merge in their cluster on Hopper and run unsplit elsewhere.
 // Then more (sequence, KV head) units than SMs, of lengths from 0 to a few key tiles.
 std::vector<KVCaseConfig> split_grid() {
   std::vector<KVCaseConfig> configs;
   for (std::int64_t page_size : {0, 256}) {
-    for (int num_splits : {1, 3, 0}) {
+    for (int num_splits : {1, 3, 8, 12, 0}) {
       KVCaseConfig c;
       c.dtype = page_size > 0 ? DType::kBFloat16 : DType::kFloat16;
       c.cache_seqlens = {4096, 700, 0, 33};
@@ -99,6 +101,26 @@ std::vector<KVCaseConfig> split_grid() {
   configs.push_back(chunk);
   chunk.workspace = false;
   configs.push_back(chunk);
+  // Three splits at the other head dims' tiles, merged in clusters on Hopper.
+  for (std::int64_t head_dim : {64, 256}) {
+    KVCaseConfig c = configs.front();
+    c.head_dim = c.head_dim_v = head_dim;
+    c.num_splits = 3;
+    configs.push_back(c);
+  }
+  // Batch 4 x 8 KV heads, a capacity of 512 keys in pages of 16 (the longest sequence's 504 after the call and the
+  // test's 8 spare): the backend plans 4 splits of one tile, 32 clusters of 4, more than an H100 holds at once
+  // (30), and takes 2 splits merged in clusters instead (kvcache.cpp, choose_merge).
+  KVCaseConfig fallback;
+  fallback.dtype = DType::kBFloat16;
+  fallback.cache_seqlens = {503, 503, 490, 17};
+  fallback.heads_q = 32;
+  fallback.heads_kv = 8;
+  fallback.head_dim = fallback.head_dim_v = 128;
+  fallback.page_size = 16;
+  fallback.workspace = true;
+  fallback.device = Device::cuda(0);
+  configs.push_back(fallback);
 
   // More (sequence, KV head) units than the device has SMs, lengths from 0 to a few key tiles, paged and not,
   // with and without a workspace (split or not). At head_dim 128, 140 sequences x 8 KV heads are more than 8
@@ -154,6 +176,31 @@ std::vector<KVCaseConfig> split_grid() {
 class CudaKVSplits : public CudaKVCaseTest {};
 TEST_P(CudaKVSplits, MatchReference) { run_kvcache_case(GetParam()); }
 INSTANTIATE_TEST_SUITE_P(KVCache, CudaKVSplits, testing::ValuesIn(split_grid()), KVCaseName());
+
+class CudaKVWorkspace : public CudaTest {};
+
+// The workspace a split run needs: none on Hopper for up to 8 splits, which merge in their thread-block cluster;
+// else one fp32 output row and lse per split and query row, for the combine (kvcache.hpp, decode/params.hpp).
+TEST_F(CudaKVWorkspace, SizeFollowsWhereTheSplitsMerge) {
+  int major = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), cudaSuccess);
+  KVCaseConfig config;
+  config.dtype = DType::kBFloat16;
+  config.cache_seqlens = {4096, 33};
+  config.heads_q = 8;
+  config.heads_kv = 2;
+  config.head_dim = config.head_dim_v = 128;
+  config.device = Device::cuda(0);
+  KVInstance c = make_kvcache_instance(config);
+  const std::int64_t query_rows = 2 * 8 * 1;  // batch x heads_q x seqlen_q
+  for (int splits : {1, 3, 8, 12}) {
+    SCOPED_TRACE("num_splits " + std::to_string(splits));
+    c.schedule_arg.num_splits = splits;
+    const bool combine = splits > 1 && (major < 9 || splits > 8);
+    EXPECT_EQ(kvcache_workspace_size(c.q_arg, c.cache_arg, c.options_arg, c.schedule_arg),
+              combine ? splits * query_rows * (128 + 1) : 0);
+  }
+}
 
 // The stream, graph and executable graph of the capture test, released however the test ends.
 struct GraphResources {
@@ -217,8 +264,9 @@ TEST_F(CudaKVGraph, CapturedCallReplaysWithNewContents) {
 }
 
 // The rules the CUDA backend adds to the KV-cache call's validation (kvcache.cpp). Each breaks one thing in a split
-// run (a workspace, three splits) that is otherwise valid: the call must throw the documented exception naming the
-// argument and write nothing, neither the outputs nor the cache (k_new would be appended into it).
+// run that is otherwise valid (a workspace, 12 splits: more than a cluster merges, so the combine's workspace is
+// used on every device): the call must throw the documented exception naming the argument and write nothing,
+// neither the outputs nor the cache (k_new would be appended into it).
 struct KVRule {
   const char* name;
   DType dtype;
@@ -263,7 +311,7 @@ TEST_P(CudaKVRule, RejectsAndWritesNothing) {
   config.seqlen_q = 2;
   config.heads_q = 8;
   config.heads_kv = 2;
-  config.num_splits = 3;
+  config.num_splits = 12;
   config.workspace = true;
   config.device = Device::cuda(0);
   KVInstance c = make_kvcache_instance(config);

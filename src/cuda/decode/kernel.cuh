@@ -3,7 +3,8 @@
 // tiles of warps x keys_per_warp keys (tiles.hpp) stream through `stages` cp.async buffers; warp w computes
 // the scores of its own keys of each tile against all rows, keeps its own online-softmax state and P V sum,
 // and the warps' states merge through shared memory at the end. So every K/V byte is read once per block
-// whatever the number of rows, and the mma work per byte stays small: the loop is bound by memory.
+// whatever the number of rows, and the mma work per byte stays small: the loop is bound by memory. The splits of
+// a row tile merge in the combine (merge.cuh) or, on Hopper, as one cluster through its shared memory.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,6 +15,7 @@
 #include "cuda/decode/cache.cuh"
 #include "cuda/decode/epilogue.cuh"
 #include "cuda/decode/key_tiles.cuh"
+#include "cuda/decode/launch.hpp"
 #include "cuda/decode/mask.cuh"
 #include "cuda/decode/params.hpp"
 #include "cuda/decode/softmax.cuh"
@@ -38,9 +40,10 @@ struct DecodeConfig {
   static constexpr int kTileBytes = static_cast<int>(sizeof(T)) * (QLayout::kElements + kTile.stages * kStageElements);
   // The stages' mbarriers (copy-engine path) follow the tiles.
   static constexpr int kSmemBytes = kTileBytes + kTile.stages * static_cast<int>(sizeof(std::uint64_t));
-  // The warps' final states (fp32 row maxima, sums, outputs) reuse the key buffers.
+  // The warps' final states (fp32 row maxima, sums, outputs) and the block's reuse the key buffers.
   static constexpr int kMergeBytes =
-      static_cast<int>(sizeof(float)) * kTile.warps * kDecodeRows * (kPartialRowStride<kHeadDim> + 2);
+      static_cast<int>(sizeof(float)) *
+      (kTile.warps * kDecodeRows * (kPartialRowStride<kHeadDim> + 2) + BlockState<kHeadDim>::kFloats);
   static_assert(kMergeBytes <= static_cast<int>(sizeof(T)) * kTile.stages * kStageElements, "merge must fit");
 };
 
@@ -122,16 +125,19 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
 
   // The first stages start before the queries load (they do not depend on them), then the page lookups of
   // the next tile to copy: in flight while a tile is computed, so that its copies never wait on the table.
+  // With the copy engine, warp 0's lanes start the first stages (lane i box i), and every warp its boxes of
+  // the later ones: box warp + warps x lane, in lane 0 alone unless the tile has more boxes than warps.
   typename Threads::Slots next_slots{};
   int next_slot = 0;
+  const int loop_box = warp + kWarps * lane;
   if (engine) {
     if (warp == 0) {
       for (int t = early ? 1 : 0; t < kStages - 1 && t < tiles; ++t) {
         Engine::start(stages + t * Config::kStageElements, full + t, params, s, key_of(t), kv_head,
                       Engine::slot(params, s, key_of(t), lane), lane);
       }
-      next_slot = Engine::slot(params, s, key_of(kStages - 1), lane);
     }
+    next_slot = Engine::slot(params, s, key_of(kStages - 1), loop_box);
   } else {
 #pragma unroll
     for (int t = 0; t < kStages - 1; ++t) {
@@ -164,9 +170,9 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
     const int refill = t + kStages - 1;
     T* refill_stage = stages + (refill % kStages) * Config::kStageElements;
     if (engine) {
-      if (warp == 0 && refill < tiles) {
-        Engine::start(refill_stage, full + refill % kStages, params, s, key_of(refill), kv_head, next_slot, lane);
-        next_slot = Engine::slot(params, s, key_of(refill + 1), lane);
+      if (refill < tiles) {
+        Engine::start(refill_stage, full + refill % kStages, params, s, key_of(refill), kv_head, next_slot, loop_box);
+        next_slot = Engine::slot(params, s, key_of(refill + 1), loop_box);
       }
       const int valid_rows = split.end - key_of(t);
       if (valid_rows < kTileKeys) Engine::clear_rows_past(stage, valid_rows, warp, lane);
@@ -200,6 +206,7 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
   float* row_max = reinterpret_cast<float*>(stages);
   float* row_sum = row_max + kWarps * kDecodeRows;
   float* partial = row_sum + kWarps * kDecodeRows;  // (warps, rows, kPartialRowStride)
+  const auto state = BlockState<kHeadDim>::at(partial + kWarps * kDecodeRows * kPartialRowStride<kHeadDim>);
   softmax.share(row_max + warp * kDecodeRows, row_sum + warp * kDecodeRows, lane);
 #pragma unroll
   for (int nt = 0; nt < kHeadDim / 8; ++nt) {
@@ -213,19 +220,49 @@ __global__ void __launch_bounds__(DecodeConfig<T, kHeadDim, kWidth>::kThreads,
   }
   __syncthreads();
   merge_warps_and_store<T, kHeadDim, kWarps, Config::kThreads>(params, s, rows, row0, kv_head, split_index, row_max,
-                                                               row_sum, partial);
+                                                               row_sum, partial, state);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (params.cluster_merge) {
+    hopper::cluster_sync();  // every split's state is in its block's shared memory
+    merge_cluster_and_store<T, kHeadDim, Config::kThreads>(params, s, rows, row0, kv_head, state);
+    hopper::cluster_sync();  // no block leaves while the others read its shared memory
+  }
+#endif
 }
 
 }  // namespace device
 
+// Blocks along x are (row tile, split), the split fastest: with cluster_merge, a cluster of num_splits blocks
+// along x is one row tile's splits.
 template <class T, int kHeadDim, DecodeWidth kWidth>
 void launch_decode(const DecodeParams& params, cudaStream_t stream) {
   using Config = device::DecodeConfig<T, kHeadDim, kWidth>;
   allow_dynamic_shared_memory(reinterpret_cast<const void*>(&device::decode_kernel<T, kHeadDim, kWidth>),
                               Config::kSmemBytes);
-  const dim3 grid(static_cast<unsigned>(params.row_tiles * params.num_splits),
-                  static_cast<unsigned>(params.problem.heads_kv), static_cast<unsigned>(params.problem.batch));
-  device::decode_kernel<T, kHeadDim, kWidth><<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(params);
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(params.row_tiles * params.num_splits),
+                        static_cast<unsigned>(params.problem.heads_kv), static_cast<unsigned>(params.problem.batch));
+  config.blockDim = dim3(Config::kThreads);
+  config.dynamicSmemBytes = Config::kSmemBytes;
+  config.stream = stream;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = static_cast<unsigned>(params.num_splits);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  if (params.cluster_merge) {
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+  }
+  cudaLaunchKernelEx(&config, device::decode_kernel<T, kHeadDim, kWidth>, params);
+}
+
+template <class T, int kHeadDim, DecodeWidth kWidth>
+DecodeKernel decode_instance() {
+  using Config = device::DecodeConfig<T, kHeadDim, kWidth>;
+  const auto* kernel = reinterpret_cast<const void*>(&device::decode_kernel<T, kHeadDim, kWidth>);
+  allow_dynamic_shared_memory(kernel, Config::kSmemBytes);  // before the planner's occupancy query
+  return {&launch_decode<T, kHeadDim, kWidth>, kernel, Config::kThreads, Config::kSmemBytes};
 }
 
 }  // namespace flashattn::cuda

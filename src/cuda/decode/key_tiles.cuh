@@ -1,7 +1,7 @@
 // The decoding kernel's key tiles, copied from the cache into a stage of shared memory (a K and a V tile in
 // BlockedLayout, smem.cuh) in one of two ways:
 //   ThreadKeyTiles: every thread issues cp.async copies of 16 bytes, completing on cp.async groups;
-//   CopyEngineKeyTiles (Hopper): lanes of warp 0 issue bulk tensor copies (TMA) of whole boxes of rows,
+//   CopyEngineKeyTiles (Hopper): one thread per box issues bulk tensor copies (TMA) of whole boxes of rows,
 //     completing on one mbarrier per stage. A paged cache then needs tiles that start on page boundaries.
 // Either way the page lookups of the next tile are loaded one tile ahead of its copies.
 #pragma once
@@ -78,41 +78,45 @@ struct ThreadKeyTiles {
 };
 
 // Copies by the copy engine (Hopper). A box is tma_box_rows key rows x 64 channels of one KV head, which TMA
-// writes with its 128-byte swizzle: exactly one column block of BlockedLayout. Lane i of warp 0 copies box i
-// of every column block of K and V, so the lanes' page lookups run side by side.
+// writes with its 128-byte swizzle: exactly one column block of BlockedLayout. One thread copies box i of every
+// column block of K and V: lane i of warp 0 for a block's first tiles, lane 0 of warp i in the key loop
+// (kernel.cuh), so the boxes' page lookups run side by side. A warp issues its lanes' copies one after another:
+// a paged tile's 32 boxes (pages of 16, d = 128) from warp 0's lanes cost about 1 us per tile more than a
+// contiguous tile's 4, and from eight warps half that (H100, 2026-11-27: batch 1 x 2k keys unsplit, 16 tiles,
+// 41.4 -> 34.0 us against 26.0 contiguous; docs/PERFORMANCE.md).
 template <class T, int kHeadDim, class Config>
 struct CopyEngineKeyTiles {
   static constexpr int kColumnBlocks = kHeadDim / Config::KVLayout::kBlockCols;
   static constexpr std::uint32_t kStageBytes = sizeof(T) * Config::kStageElements;
 
-  // The lane's box coordinate along the cache rows or pages for the tile of keys key0 ...: the cache row
+  // Box `box`'s coordinate along the cache rows or pages for the tile of keys key0 ...: the cache row
   // (contiguous) or the block table's entry (paged; -1 past the capacity, which TMA reads as zeros).
-  static __device__ __forceinline__ int slot(const DecodeParams& params, const CacheSequence& s, int key0, int lane) {
+  static __device__ __forceinline__ int slot(const DecodeParams& params, const CacheSequence& s, int key0, int box) {
     const detail::KVCacheProblem& p = params.problem;
-    const int position = s.leftpad + key0 + lane * params.tma_box_rows;
+    const int position = s.leftpad + key0 + box * params.tma_box_rows;
     if (p.cache.page_size == 0) return static_cast<int>(s.row);
-    return lane * params.tma_box_rows < Config::kTileKeys && position < p.cache.capacity ? s.slot_of(p.cache, position)
-                                                                                         : -1;
+    return box * params.tma_box_rows < Config::kTileKeys && position < p.cache.capacity ? s.slot_of(p.cache, position)
+                                                                                        : -1;
   }
 
-  // Warp 0 only. The stage's mbarrier expects all its bytes (boxes past the tensor's ends are zero-filled and
-  // counted too).
+  // Box `box`'s copies; box 0's thread also tells the stage's mbarrier to expect all the stage's bytes (boxes past
+  // the tensor's ends are zero-filled and counted too). Another box's copies may land first: the phase cannot
+  // complete before that arrival, and its transaction count may go below zero until then (PTX ISA, mbarrier).
   static __device__ __forceinline__ void start(T* stage, std::uint64_t* full, const DecodeParams& params,
-                                               const CacheSequence& s, int key0, int kv_head, int lane_slot, int lane) {
+                                               const CacheSequence& s, int key0, int kv_head, int box_slot, int box) {
     const detail::KVCacheProblem& p = params.problem;
-    if (lane == 0) hopper::mbarrier_arrive_expect_tx(full, kStageBytes);
-    __syncwarp();
+    if (box == 0) hopper::mbarrier_arrive_expect_tx(full, kStageBytes);
     const int box_rows = params.tma_box_rows;
-    if (lane * box_rows >= Config::kTileKeys) return;
-    const int position = s.leftpad + key0 + lane * box_rows;
+    if (box * box_rows >= Config::kTileKeys) return;
+    const int position = s.leftpad + key0 + box * box_rows;
     const int row = p.cache.page_size == 0 ? position : s.pages.row_in_page(position);
 #pragma unroll
     for (int block = 0; block < kColumnBlocks; ++block) {
-      const int offset = block * Config::KVLayout::kBlockElements + lane * box_rows * Config::KVLayout::kBlockCols;
+      const int offset = block * Config::KVLayout::kBlockElements + box * box_rows * Config::KVLayout::kBlockCols;
       const int channel = block * Config::KVLayout::kBlockCols;
-      hopper::tma_load_4d(stage + offset, &params.k_map, full, channel, kv_head, row, lane_slot);
+      hopper::tma_load_4d(stage + offset, &params.k_map, full, channel, kv_head, row, box_slot);
       hopper::tma_load_4d(stage + Config::KVLayout::kElements + offset, &params.v_map, full, channel, kv_head, row,
-                          lane_slot);
+                          box_slot);
     }
   }
 

@@ -14,8 +14,16 @@ namespace flashattn::cuda {
 
 template <class T>
 void launch_append(const detail::KVCacheProblem& p, cudaStream_t stream);
+// One decoding kernel instance (instances/decode_*.cu): its launcher and what a block of it takes, which the
+// planner (kvcache.cpp) needs for the clusters the device holds at once.
+struct DecodeKernel {
+  void (*launch)(const DecodeParams& params, cudaStream_t stream);
+  const void* kernel;
+  int threads;
+  int shared_bytes;
+};
 template <class T, int kHeadDim, DecodeWidth kWidth>
-void launch_decode(const DecodeParams& params, cudaStream_t stream);
+DecodeKernel decode_instance();
 template <class T>
 void launch_combine_splits(const DecodeParams& params, cudaStream_t stream);
 void launch_merge_states(const detail::MergeProblem& p, cudaStream_t stream);

@@ -14,7 +14,10 @@ struct DecodeParams {
   detail::KVCacheProblem problem;
   int num_splits = 1;  // key-range parts per (sequence, KV head, row tile)
   int row_tiles = 1;   // blocks of kDecodeRows rows (query heads of a KV head x new tokens)
-  // Split runs: every split's normalised output and lse, combined by merge.cuh. Rows are (batch, head_q,
+  // Split runs on Hopper of at most kMaxClusterSplits splits: the splits of each row tile run as one cluster
+  // and merge through its shared memory (epilogue.cuh); no workspace, no combine.
+  bool cluster_merge = false;
+  // Other split runs: every split's normalised output and lse, combined by merge.cuh. Rows are (batch, head_q,
   // token) in that order, partial_rows of them per split.
   float* out_partial = nullptr;  // (num_splits, partial_rows, head_dim_v)
   float* lse_partial = nullptr;  // (num_splits, partial_rows)
@@ -29,8 +32,8 @@ struct DecodeParams {
   CUtensorMap v_map;
 
   // Elements of workspace a split run of `splits` parts needs.
-  static std::int64_t workspace_elements(const detail::KVCacheProblem& p, int splits) {
-    return splits <= 1 ? 0 : splits * p.batch * p.heads_q * p.seqlen_q * (p.head_dim_v + 1);
+  static std::int64_t workspace_elements(const detail::KVCacheProblem& p, int splits, bool cluster_merge) {
+    return splits <= 1 || cluster_merge ? 0 : splits * p.batch * p.heads_q * p.seqlen_q * (p.head_dim_v + 1);
   }
 };
 

@@ -3,5 +3,5 @@
 #include "cuda/decode/kernel.cuh"
 
 namespace flashattn::cuda {
-template void launch_decode<__half, 128, DecodeWidth::kMedium>(const DecodeParams&, cudaStream_t);
+template DecodeKernel decode_instance<__half, 128, DecodeWidth::kMedium>();
 }

@@ -2,5 +2,5 @@
 #include "cuda/decode/kernel.cuh"
 
 namespace flashattn::cuda {
-template void launch_decode<__half, 256, DecodeWidth::kWide>(const DecodeParams&, cudaStream_t);
+template DecodeKernel decode_instance<__half, 256, DecodeWidth::kWide>();
 }
