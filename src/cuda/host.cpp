@@ -78,6 +78,15 @@ void allow_dynamic_shared_memory(const void* kernel, int bytes) {
   allowed.insert({kernel, device, bytes});
 }
 
+cudaLaunchAttribute cluster_dimension(int cluster_size) {
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = static_cast<unsigned>(cluster_size);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  return cluster;
+}
+
 int max_active_clusters(const void* kernel, int threads, int shared_bytes, int cluster_size) {
   int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
@@ -90,11 +99,7 @@ int max_active_clusters(const void* kernel, int threads, int shared_bytes, int c
   config.gridDim = dim3(static_cast<unsigned>(cluster_size));
   config.blockDim = dim3(static_cast<unsigned>(threads));
   config.dynamicSmemBytes = static_cast<std::size_t>(shared_bytes);
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(cluster_size);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
+  cudaLaunchAttribute cluster = cluster_dimension(cluster_size);
   config.attrs = &cluster;
   config.numAttrs = 1;
   int clusters = 0;

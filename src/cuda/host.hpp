@@ -40,6 +40,9 @@ DeviceTraits device_traits(int device);
 // the first without it, and their launches failed.
 void allow_dynamic_shared_memory(const void* kernel, int bytes);
 
+// The launch attribute of clusters of `cluster_size` blocks along x (Hopper and later).
+cudaLaunchAttribute cluster_dimension(int cluster_size);
+
 // Clusters of `cluster_size` blocks of `kernel` (`threads` threads, `shared_bytes` of dynamic shared memory, allowed
 // already) the current device holds at once (cudaOccupancyMaxActiveClusters); asks CUDA once per kernel, device
 // and cluster size. Hopper and later.

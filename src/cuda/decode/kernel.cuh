@@ -245,11 +245,7 @@ void launch_decode(const DecodeParams& params, cudaStream_t stream) {
   config.blockDim = dim3(Config::kThreads);
   config.dynamicSmemBytes = Config::kSmemBytes;
   config.stream = stream;
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(params.num_splits);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
+  cudaLaunchAttribute cluster = cluster_dimension(params.num_splits);
   if (params.cluster_merge) {
     config.attrs = &cluster;
     config.numAttrs = 1;
