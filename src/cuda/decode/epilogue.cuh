@@ -10,6 +10,7 @@
 
 #include "cuda/decode/cache.cuh"
 #include "cuda/decode/mask.cuh"
+#include "cuda/decode/output.cuh"
 #include "cuda/decode/params.hpp"
 #include "cuda/device/ptx.cuh"
 #include "cuda/hopper/cluster.cuh"
@@ -42,16 +43,6 @@ struct BlockState {
   static __device__ __forceinline__ BlockState at(float* base) { return {base, base + kDecodeRows * kHeadDim}; }
   __device__ __forceinline__ int offset(int row, int channel) const { return row * kHeadDim + channel; }
 };
-
-// Where a query row's output and lse go: row (token, head) of the batch's sequence.
-template <class T>
-__device__ __forceinline__ T* output_row(const detail::KVCacheProblem& p, int batch, int token, int head) {
-  return static_cast<T*>(p.out.data) + batch * p.out.batch_stride + token * p.out.token_stride +
-         head * p.out.head_stride;
-}
-__device__ __forceinline__ float* lse_entry(const detail::KVCacheProblem& p, int batch, int token, int head) {
-  return p.lse.data + batch * p.lse.batch_stride + head * p.lse.head_stride + token;
-}
 
 // row_max / row_sum: (warps, kDecodeRows), log2 domain; partial: (warps, kDecodeRows, kPartialRowStride)
 // unnormalised. `state` is used where the splits merge in their cluster.

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "cuda/decode/output.cuh"
 #include "cuda/decode/params.hpp"
 #include "cuda/device/ptx.cuh"
 #include "cuda/tiles.hpp"
@@ -116,7 +117,7 @@ __global__ void __launch_bounds__(kMergeThreads) combine_splits_kernel(const __g
   const int token = static_cast<int>(row % p.seqlen_q);
   const int head = static_cast<int>((row / p.seqlen_q) % p.heads_q);
   const int b = static_cast<int>(row / (p.seqlen_q * p.heads_q));
-  T* out = static_cast<T*>(p.out.data) + b * p.out.batch_stride + token * p.out.token_stride + head * p.out.head_stride;
+  T* out = output_row<T>(p, b, token, head);
   for (int c = kCombineChannels * lane; c < p.head_dim_v; c += kCombineChannels * kWarpSize) {
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 8
@@ -134,8 +135,7 @@ __global__ void __launch_bounds__(kMergeThreads) combine_splits_kernel(const __g
     *reinterpret_cast<uint2*>(out + c) = packed;
   }
   if (lane == 0) {
-    p.lse.data[b * p.lse.batch_stride + head * p.lse.head_stride + token] =
-        total > 0.0f ? max_lse + logf(total) : -CUDART_INF_F;
+    *lse_entry(p, b, token, head) = total > 0.0f ? max_lse + logf(total) : -CUDART_INF_F;
   }
 }
 
